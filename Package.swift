@@ -1,0 +1,38 @@
+// swift-tools-version: 6.0
+// Osprey: a Swift inference engine for open-weight LLMs on Linux (NVIDIA GPUs and the CPU).
+// The module map and what each target owns are in DESIGN.md (kept in ../shared and summarised in README.md).
+import PackageDescription
+
+let package = Package(
+    name: "Osprey",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "osprey", targets: ["osprey"]),
+        .library(name: "Osprey", targets: ["OspreyCore", "OspreyCPU", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyGeneration"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "OspreyCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "OspreyCPU", dependencies: ["OspreyCore"]),
+        .target(name: "OspreyIO", dependencies: ["OspreyCore"]),
+        .target(name: "OspreyQuant", dependencies: ["OspreyCore", "OspreyIO"]),
+        .target(name: "OspreyModels", dependencies: ["OspreyCore", "OspreyCPU", "OspreyIO", "OspreyQuant"]),
+        .target(name: "OspreyTokenizers"),
+        .target(name: "OspreyGeneration", dependencies: ["OspreyCore", "OspreyModels", "OspreyTokenizers"]),
+        .executableTarget(name: "osprey", dependencies: [
+            "OspreyCore", "OspreyCPU", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyGeneration",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "OspreyCoreTests", dependencies: ["OspreyCore"]),
+        .testTarget(name: "OspreyCPUTests", dependencies: ["OspreyCore", "OspreyCPU"]),
+        .testTarget(name: "OspreyIOTests", dependencies: ["OspreyCore", "OspreyIO"]),
+        .testTarget(name: "OspreyQuantTests", dependencies: ["OspreyCore", "OspreyIO", "OspreyQuant"]),
+        .testTarget(name: "OspreyModelsTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyIO", "OspreyQuant", "OspreyModels"]),
+        .testTarget(name: "OspreyTokenizersTests", dependencies: ["OspreyTokenizers"]),
+        .testTarget(name: "OspreyGenerationTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyModels", "OspreyGeneration"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,53 @@
+// The CPU backend: naive, readable, multithreaded. It is the numerical oracle every GPU kernel is
+// tested against (STYLE habit 11), so clarity beats speed here: plain loops in f32, weights
+// widened row by row, MXFP4 decoded one 32-value block at a time (never a whole dequantized copy).
+// The heavier ops live in CPULinear.swift, CPUAttention.swift and CPUExperts.swift.
+import OspreyCore
+
+/// The CPU implementation of `Backend`.
+public struct CPUBackend: Backend {
+    public init() {}
+
+    public var device: Device { .cpu }
+
+    public func upload(_ tensor: Tensor) throws -> Tensor { try requireHost(tensor, "upload"); return tensor }
+    public func download(_ tensor: Tensor) throws -> Tensor { try requireHost(tensor, "download"); return tensor }
+
+    public func embedding(_ table: Tensor, ids: [Int32]) throws -> Tensor {
+        guard table.shape.rank == 2 else { throw OspreyError.invalidTensor("embedding table must be [V, H], got \(table.shape)") }
+        let (V, H) = (table.shape[0], table.shape[1])
+        let out = Tensor(zeros: [ids.count, H], dtype: .f32)
+        for (t, id) in ids.enumerated() {
+            guard id >= 0 && Int(id) < V else { throw OspreyError.invalidArgument("token id \(id) outside the vocabulary (0..<\(V))") }
+            loadRow(table, start: Int(id) * H, count: H, into: out.f32Pointer + t * H)
+        }
+        return out
+    }
+
+    public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) throws -> Tensor {
+        let H = x.shape[-1], T = x.count / H
+        guard weight.count == H else { throw OspreyError.invalidTensor("rms norm weight \(weight.shape) for rows of \(H)") }
+        let w = weight.floats()  // an array: no pointer into a temporary tensor
+        let out = Tensor(zeros: x.shape, dtype: .f32)
+        let xp = x.f32Pointer, op = out.f32Pointer
+        for t in 0..<T {
+            var ss: Float = 0
+            for i in 0..<H { ss += xp[t * H + i] * xp[t * H + i] }
+            let r = 1 / (ss / Float(H) + eps).squareRoot()
+            for i in 0..<H { op[t * H + i] = w[i] * (xp[t * H + i] * r) }
+        }
+        return out
+    }
+
+    public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+        guard a.shape == b.shape else { throw OspreyError.invalidTensor("add of \(a.shape) and \(b.shape)") }
+        let out = Tensor(zeros: a.shape, dtype: .f32)
+        let (ap, bp, op) = (a.f32Pointer, b.f32Pointer, out.f32Pointer)
+        for i in 0..<a.count { op[i] = ap[i] + bp[i] }
+        return out
+    }
+
+    private func requireHost(_ t: Tensor, _ what: String) throws {
+        guard t.device == .cpu else { throw OspreyError.invalidTensor("\(what): tensor on \(t.device), CPU backend holds host tensors only") }
+    }
+}

@@ -1,0 +1,90 @@
+// The Backend protocol: everything a model's forward pass asks of a device. A family's forward
+// pass is written once against it (DESIGN decision 4); the CPU backend is the naive, readable
+// oracle and the CUDA backend implements the same ops with kernels. Activations are f32 on the
+// CPU; weights may be f32, f16 or bf16 and are widened as they are read. Ops take their
+// per-step metadata (positions, windows) as explicit arguments, never as globals.
+
+/// The two halves of a gpt-oss style expert bank, in one of the layouts the backends understand.
+/// Rows are output features throughout (as in `nn.Linear` and MXFP4 checkpoints).
+public enum ExpertWeights: Sendable {
+    /// Dense experts: `gateUp` [E, 2I, H] and `down` [E, H, I] of f32, f16 or bf16.
+    case dense(gateUp: Tensor, down: Tensor)
+    /// MXFP4 experts as stored: `*_blocks` u8 [E, rows, cols/32, 16] and `*_scales` u8 [E, rows, cols/32].
+    case mxfp4(gateUpBlocks: Tensor, gateUpScales: Tensor, downBlocks: Tensor, downScales: Tensor)
+
+    /// Number of experts.
+    public var count: Int {
+        switch self {
+        case .dense(let gateUp, _): gateUp.shape[0]
+        case .mxfp4(let blocks, _, _, _): blocks.shape[0]
+        }
+    }
+}
+
+/// A mixture-of-experts layer's weights and activation settings (clamped SwiGLU, gpt-oss style:
+/// gate/up interleaved in the gate_up output, even = gate, odd = up).
+public struct ExpertBank: Sendable {
+    public var weights: ExpertWeights
+    /// [E, 2I] bias of gate_up (interleaved like its output).
+    public var gateUpBias: Tensor
+    /// [E, H] bias of down.
+    public var downBias: Tensor
+    public var swigluLimit: Float
+    public var alpha: Float
+
+    public init(weights: ExpertWeights, gateUpBias: Tensor, downBias: Tensor, swigluLimit: Float, alpha: Float = 1.702) {
+        self.weights = weights
+        self.gateUpBias = gateUpBias
+        self.downBias = downBias
+        self.swigluLimit = swigluLimit
+        self.alpha = alpha
+    }
+}
+
+/// Where the keys of one attention call sit, and which of them a query may see.
+public struct AttentionSpan: Sendable {
+    /// Absolute position of query row 0; query row t is at `queryStart + t`.
+    public var queryStart: Int
+    /// Absolute position of key row 0; key row s is at `keyStart + s`.
+    public var keyStart: Int
+    /// Sliding window: key j is visible to query i iff 0 <= i - j < window. `nil`: full causal.
+    public var window: Int?
+
+    public init(queryStart: Int, keyStart: Int, window: Int?) {
+        self.queryStart = queryStart
+        self.keyStart = keyStart
+        self.window = window
+    }
+}
+
+/// The operations a device offers a model. Errors are device failures (a kernel launch, memory).
+public protocol Backend: Sendable {
+    /// The device whose memory this backend's tensors live in.
+    var device: Device { get }
+
+    /// Copies a host tensor to this device (returns it unchanged on the CPU).
+    func upload(_ tensor: Tensor) throws -> Tensor
+    /// Copies a tensor of this device to the host (returns it unchanged on the CPU).
+    func download(_ tensor: Tensor) throws -> Tensor
+
+    /// Rows `ids` of `table` [V, H], as f32 [T, H].
+    func embedding(_ table: Tensor, ids: [Int32]) throws -> Tensor
+    /// `x * rsqrt(mean(x^2) + eps) * weight` per row, computed in f32. x [T, H].
+    func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) throws -> Tensor
+    /// `x @ weight^T + bias`: x [T, in] f32, weight [out, in], bias [out] or nil -> [T, out].
+    func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor
+    /// Elementwise a + b of equal shapes.
+    func add(_ a: Tensor, _ b: Tensor) throws -> Tensor
+    /// Rotary embedding, half-split (first half / second half), in place on a copy:
+    /// x [T, heads, D]; row t at position `start + t`; cos/sin of pos * invFreq[i], times `scaling`.
+    func rope(_ x: Tensor, start: Int, invFreq: [Float], scaling: Float) throws -> Tensor
+    /// Attention with optional learned sinks (one logit per query head, an extra softmax column
+    /// with no value). q [T, Hq, D], k/v [S, Hkv, D], Hq a multiple of Hkv -> [T, Hq * D].
+    func attention(q: Tensor, k: Tensor, v: Tensor, sinks: Tensor?, span: AttentionSpan, scale: Float) throws -> Tensor
+    /// Top-k over each row of `logits` [T, E] (ties to the lower index), then softmax over the k:
+    /// returns expert ids and weights, each T*k long, row-major.
+    func topKSoftmax(_ logits: Tensor, k: Int) throws -> (ids: [Int32], weights: [Float])
+    /// Routed experts: for each token t and each of its k picks e with weight w,
+    /// `out[t] += w * (down_e(swiglu(gateUp_e(x[t]) + bGU_e)) + bD_e)`. x [T, H] -> [T, H].
+    func experts(_ x: Tensor, bank: ExpertBank, ids: [Int32], weights: [Float], k: Int) throws -> Tensor
+}

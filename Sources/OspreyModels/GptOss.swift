@@ -1,0 +1,230 @@
+// gpt-oss (openai/gpt-oss-20b and -120b), read top to bottom: Config → Attention → MoE → Block →
+// Model. Reference: transformers `models/gpt_oss/modeling_gpt_oss.py` and openai/gpt-oss
+// `gpt_oss/torch/model.py`; the facts reproduced are in REFERENCE.md §4.1–4.3.
+// Each block: x += Attn(RMSNorm(x)); x += MoE(RMSNorm(x)). Attention has biases, GQA, one learned
+// sink logit per query head, YaRN RoPE (half-split), and a sliding window on the layers
+// `layer_types` marks "sliding_attention". The MoE router picks top-k experts on raw logits and
+// softmaxes over those k; experts use interleaved gate/up and clamped SwiGLU. MXFP4 experts stay
+// packed (decoded by the backend as it reads them); bf16 experts are kept with rows = outputs.
+import Foundation
+import OspreyCore
+
+// MARK: - Config
+
+/// config.json of a gpt-oss checkpoint (the published one and transformers 5's both decode).
+public struct GptOssConfig: Decodable, Sendable {
+    public var modelType: String
+    public var architectures: [String]?
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var numKeyValueHeads: Int
+    public var headDim: Int?
+    public var numLocalExperts: Int
+    public var numExpertsPerTok: Int?
+    public var expertsPerToken: Int?
+    public var rmsNormEps: Float
+    public var slidingWindow: Int?
+    public var layerTypes: [String]?
+    public var ropeTheta: Double?
+    public var ropeScaling: RopeParameters?
+    public var ropeParameters: RopeParameters?
+    public var maxPositionEmbeddings: Int
+    public var initialContextLength: Int?
+    public var swigluLimit: Float?
+    public var attentionBias: Bool?
+    public var attentionDropout: Double?
+    public var hiddenAct: String?
+    public var tieWordEmbeddings: Bool?
+    public var quantizationConfig: QuantizationConfig?
+    public var eosTokenId: TokenIDs?
+    public var bosTokenId: Int?
+    public var padTokenId: Int?
+    public var routerAuxLossCoef: Double?
+    public var outputRouterLogits: Bool?
+    public var initializerRange: Double?
+    public var useCache: Bool?
+
+    public var resolvedHeadDim: Int { headDim ?? hiddenSize / numAttentionHeads }
+    public var resolvedTopK: Int { numExpertsPerTok ?? expertsPerToken ?? 4 }
+    public var resolvedRope: RopeParameters? { ropeParameters ?? ropeScaling }
+    public var resolvedRopeTheta: Double { ropeParameters?.ropeTheta ?? ropeTheta ?? ropeScaling?.ropeTheta ?? 10_000 }
+    /// Per layer: the sliding window, or nil for full attention (gpt-oss default: even layers slide).
+    public var resolvedWindows: [Int?] {
+        (0..<numHiddenLayers).map { i in
+            let sliding = layerTypes.map { $0[i] == "sliding_attention" } ?? (i % 2 == 0)
+            return sliding ? slidingWindow : nil
+        }
+    }
+
+    /// Rejects configs the forward pass cannot run, naming the field.
+    public func validate() throws {
+        func need(_ ok: Bool, _ field: String, _ why: String) throws {
+            if !ok { throw ModelError.invalidConfig(field: field, why) }
+        }
+        for (v, f) in [(vocabSize, "vocab_size"), (hiddenSize, "hidden_size"), (intermediateSize, "intermediate_size"),
+                       (numHiddenLayers, "num_hidden_layers"), (numAttentionHeads, "num_attention_heads"),
+                       (numKeyValueHeads, "num_key_value_heads"), (numLocalExperts, "num_local_experts"),
+                       (resolvedHeadDim, "head_dim")] {
+            try need(v > 0, f, "must be positive, got \(v)")
+        }
+        try need(numAttentionHeads % numKeyValueHeads == 0, "num_key_value_heads", "\(numKeyValueHeads) does not divide num_attention_heads \(numAttentionHeads)")
+        try need(resolvedHeadDim % 2 == 0, "head_dim", "must be even for RoPE, got \(resolvedHeadDim)")
+        try need((1...numLocalExperts).contains(resolvedTopK), "num_experts_per_tok", "\(resolvedTopK) not in 1...\(numLocalExperts)")
+        if let types = layerTypes {
+            try need(types.count == numHiddenLayers, "layer_types", "\(types.count) entries for \(numHiddenLayers) layers")
+            for t in types { try need(t == "sliding_attention" || t == "full_attention", "layer_types", "unknown layer type \"\(t)\"") }
+        }
+        if resolvedWindows.contains(where: { $0 != nil }) || (layerTypes == nil && slidingWindow != nil) {
+            try need((slidingWindow ?? 0) > 0, "sliding_window", "sliding layers need a positive window")
+        }
+        if let q = quantizationConfig {
+            try need(q.quantMethod == "mxfp4", "quantization_config.quant_method", "\"\(q.quantMethod)\" is not supported (mxfp4 is)")
+        }
+    }
+}
+
+/// `quantization_config` of an MXFP4 checkpoint.
+public struct QuantizationConfig: Decodable, Sendable, Equatable {
+    public var quantMethod: String
+    public var modulesToNotConvert: [String]?
+}
+
+// MARK: - Attention
+
+struct GptOssAttention: Sendable {
+    let qProj, kProj, vProj, oProj: Linear
+    let sinks: Tensor
+    let window: Int?
+    let heads, kvHeads, headDim: Int
+    let rope: RotaryEmbedding
+
+    init(_ w: WeightLoader, _ p: String, _ c: GptOssConfig, window: Int?, rope: RotaryEmbedding) throws {
+        (heads, kvHeads, headDim) = (c.numAttentionHeads, c.numKeyValueHeads, c.resolvedHeadDim)
+        let H = c.hiddenSize, bias = c.attentionBias ?? true
+        qProj = try Linear(w, "\(p).q_proj", out: heads * headDim, in: H, bias: bias)
+        kProj = try Linear(w, "\(p).k_proj", out: kvHeads * headDim, in: H, bias: bias)
+        vProj = try Linear(w, "\(p).v_proj", out: kvHeads * headDim, in: H, bias: bias)
+        oProj = try Linear(w, "\(p).o_proj", out: H, in: heads * headDim, bias: bias)
+        sinks = try w.tensor("\(p).sinks", [heads])
+        (self.window, self.rope) = (window, rope)
+    }
+
+    func callAsFunction(_ x: Tensor, layer: Int, cache: any KVCache, on b: any Backend) throws -> Tensor {
+        let (T, start) = (x.shape[0], cache.offset)
+        var q = try qProj(x, on: b).reshaped([T, heads, headDim])   // [T, Hq, D]
+        var k = try kProj(x, on: b).reshaped([T, kvHeads, headDim]) // [T, Hkv, D]
+        let v = try vProj(x, on: b).reshaped([T, kvHeads, headDim])
+        q = try b.rope(q, start: start, invFreq: rope.invFreq, scaling: rope.attentionScaling)
+        k = try b.rope(k, start: start, invFreq: rope.invFreq, scaling: rope.attentionScaling)
+        let kv = try cache.update(layer: layer, k: k, v: v)
+        let span = AttentionSpan(queryStart: start, keyStart: kv.keyStart, window: window)
+        let o = try b.attention(q: q, k: kv.k, v: kv.v, sinks: sinks, span: span, scale: 1 / Float(headDim).squareRoot())
+        return try oProj(o, on: b)
+    }
+}
+
+// MARK: - MoE
+
+struct GptOssMoE: Sendable {
+    let router: Linear
+    let bank: ExpertBank
+    let topK: Int
+
+    init(_ w: WeightLoader, _ p: String, _ c: GptOssConfig) throws {
+        let (E, H, I) = (c.numLocalExperts, c.hiddenSize, c.intermediateSize)
+        router = try Linear(w, "\(p).router", out: E, in: H, bias: true)
+        topK = c.resolvedTopK
+        let e = "\(p).experts"
+        let weights: ExpertWeights
+        if w.contains("\(e).gate_up_proj_blocks") {
+            // MXFP4 as stored: rows are outputs, 32 inputs per 16-byte block; kept packed.
+            weights = .mxfp4(
+                gateUpBlocks: try w.tensor("\(e).gate_up_proj_blocks", [E, 2 * I, H / 32, 16]),
+                gateUpScales: try w.tensor("\(e).gate_up_proj_scales", [E, 2 * I, H / 32]),
+                downBlocks: try w.tensor("\(e).down_proj_blocks", [E, H, I / 32, 16]),
+                downScales: try w.tensor("\(e).down_proj_scales", [E, H, I / 32]))
+        } else {
+            // transformers stores dense experts for x @ W: gate_up [E, H, 2I], down [E, I, H];
+            // sanitize to rows = outputs once at load.
+            weights = .dense(
+                gateUp: try w.backend.upload(transposeLastTwo(w.host("\(e).gate_up_proj", [E, H, 2 * I]))),
+                down: try w.backend.upload(transposeLastTwo(w.host("\(e).down_proj", [E, I, H]))))
+        }
+        bank = ExpertBank(weights: weights,
+                          gateUpBias: try w.tensor("\(e).gate_up_proj_bias", [E, 2 * I]),
+                          downBias: try w.tensor("\(e).down_proj_bias", [E, H]),
+                          swigluLimit: c.swigluLimit ?? 7)
+    }
+
+    func callAsFunction(_ x: Tensor, on b: any Backend) throws -> Tensor {
+        let routing = try b.topKSoftmax(router(x, on: b), k: topK)
+        return try b.experts(x, bank: bank, ids: routing.ids, weights: routing.weights, k: topK)
+    }
+}
+
+// MARK: - Block
+
+struct GptOssBlock: Sendable {
+    let inputNorm, postAttentionNorm: Tensor
+    let attention: GptOssAttention
+    let mlp: GptOssMoE
+    let eps: Float
+
+    init(_ w: WeightLoader, _ i: Int, _ c: GptOssConfig, rope: RotaryEmbedding) throws {
+        let p = "model.layers.\(i)"
+        inputNorm = try w.tensor("\(p).input_layernorm.weight", [c.hiddenSize])
+        postAttentionNorm = try w.tensor("\(p).post_attention_layernorm.weight", [c.hiddenSize])
+        attention = try GptOssAttention(w, "\(p).self_attn", c, window: c.resolvedWindows[i], rope: rope)
+        mlp = try GptOssMoE(w, "\(p).mlp", c)
+        eps = c.rmsNormEps
+    }
+
+    func callAsFunction(_ x: Tensor, layer: Int, cache: any KVCache, on b: any Backend) throws -> Tensor {
+        let h = try b.add(x, attention(b.rmsNorm(x, weight: inputNorm, eps: eps), layer: layer, cache: cache, on: b))
+        return try b.add(h, mlp(b.rmsNorm(h, weight: postAttentionNorm, eps: eps), on: b))
+    }
+}
+
+// MARK: - Model
+
+/// gpt-oss for causal LM: embeddings, blocks, final norm, untied lm_head.
+public struct GptOssModel: LanguageModel {
+    public let config: GptOssConfig
+    public let backend: any Backend
+    let embedTokens, norm: Tensor
+    let layers: [GptOssBlock]
+    let lmHead: Linear
+
+    public var vocabularySize: Int { config.vocabSize }
+
+    public init(folder: ModelFolder, backend: any Backend) throws {
+        let c = try folder.config(as: GptOssConfig.self)
+        try c.validate()
+        let w = WeightLoader(source: folder.weights, backend: backend)
+        let rope = try RotaryEmbedding(headDim: c.resolvedHeadDim, theta: c.resolvedRopeTheta,
+                                       parameters: c.resolvedRope, maxPositionEmbeddings: c.maxPositionEmbeddings)
+        config = c
+        self.backend = backend
+        embedTokens = try w.tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize])
+        layers = try (0..<c.numHiddenLayers).map { try GptOssBlock(w, $0, c, rope: rope) }
+        norm = try w.tensor("model.norm.weight", [c.hiddenSize])
+        lmHead = (c.tieWordEmbeddings ?? false) && !w.contains("lm_head.weight")
+            ? Linear(weight: embedTokens, bias: nil)
+            : try Linear(w, "lm_head", out: c.vocabSize, in: c.hiddenSize, bias: false)
+    }
+
+    public func makeCache() -> any KVCache { DynamicCache(windows: config.resolvedWindows) }
+
+    public func forward(_ ids: [Int32], cache: any KVCache, allPositions: Bool) throws -> Tensor {
+        guard !ids.isEmpty else { throw OspreyError.invalidArgument("forward of an empty token list") }
+        let b = backend
+        var h = try b.embedding(embedTokens, ids: ids)  // [T, H]
+        for (i, layer) in layers.enumerated() { h = try layer(h, layer: i, cache: cache, on: b) }
+        cache.advance(by: ids.count)
+        if !allPositions { h = h.rows((ids.count - 1)..<ids.count) }
+        return try lmHead(b.rmsNorm(h, weight: norm, eps: config.rmsNormEps), on: b)  // [T or 1, V]
+    }
+}

@@ -1,0 +1,46 @@
+// What every model family offers, the weights it loads from, and the family registry.
+// The registry is a literal table keyed by config.json's `model_type`, one line per family
+// (STYLE habit 2); adding a family is adding a file and a line here.
+import Foundation
+import OspreyCore
+
+/// Named tensors a model loads its weights from (a safetensors checkpoint, or an in-memory map).
+public protocol WeightSource: Sendable {
+    func contains(_ name: String) -> Bool
+    func tensor(_ name: String) throws -> Tensor
+    var tensorNames: [String] { get }
+}
+
+/// A causal language model on one backend.
+public protocol LanguageModel: Sendable {
+    /// Size of the output distribution (logits per position).
+    var vocabularySize: Int { get }
+    /// The backend the weights live on.
+    var backend: any Backend { get }
+    /// A fresh cache shaped for this model (sliding layers keep their window, full layers grow).
+    func makeCache() -> any KVCache
+    /// Runs `ids` at positions `cache.offset ..< cache.offset + ids.count`, appending their keys
+    /// and values to `cache`. Returns f32 logits [T, V] for every position, or [1, V] for the last
+    /// one when `allPositions` is false.
+    func forward(_ ids: [Int32], cache: any KVCache, allPositions: Bool) throws -> Tensor
+}
+
+/// The families Osprey can load, keyed by `model_type`.
+public enum ModelRegistry {
+    public typealias Loader = @Sendable (ModelFolder, any Backend) throws -> any LanguageModel
+
+    public static let families: [String: Loader] = [
+        "gpt_oss": { try GptOssModel(folder: $0, backend: $1) },
+    ]
+
+    /// The supported `model_type` values, sorted.
+    public static var supported: [String] { families.keys.sorted() }
+
+    /// Loads the model in `folder` onto `backend`, picking the family from `model_type`.
+    public static func load(_ folder: ModelFolder, backend: any Backend) throws -> any LanguageModel {
+        guard let loader = families[folder.modelType] else {
+            throw ModelError.unknownModelType(folder.modelType, supported: supported)
+        }
+        return try loader(folder, backend)
+    }
+}

@@ -1,0 +1,60 @@
+// `osprey generate`: load a model folder and continue a prompt given as token ids.
+import ArgumentParser
+import Foundation
+import OspreyCore
+import OspreyGeneration
+import OspreyModels
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Continue a prompt with a model.")
+
+    @Option(help: "A Hugging Face model folder (config.json + safetensors).")
+    var model: String
+
+    @Option(name: .customLong("prompt-ids"), help: "The prompt as comma-separated token ids, e.g. 1,2,3.")
+    var promptIds: String
+
+    @Option(name: .customLong("max-new-tokens"), help: "How many tokens to generate at most.")
+    var maxNewTokens = 32
+
+    @Option(help: "0 = greedy; above 0 samples from softmax(logits / temperature).")
+    var temperature: Float = 0
+
+    @Option(help: "Seed for sampling.")
+    var seed: UInt64 = 0
+
+    @Option(help: "cpu, cuda or auto.")
+    var device: DeviceChoice = .auto
+
+    @Flag(help: "Print one JSON object {\"prompt_ids\": [...], \"generated_ids\": [...]}.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let prompt = try parseIds(promptIds)
+            let backend = try device.backend()
+            let folder = try ModelFolder(directory: URL(fileURLWithPath: model))
+            let lm = try ModelRegistry.load(folder, backend: backend)
+            let eos = Set((folder.generationDefaults?.eosTokenId?.ids ?? []).map { Int32($0) })
+            let params = GenerateParameters(maxNewTokens: maxNewTokens, temperature: temperature, seed: seed, eosTokenIds: eos)
+            let ids = try OspreyGeneration.generate(model: lm, prompt: prompt, parameters: params)
+            if json {
+                let object: [String: [Int32]] = ["prompt_ids": prompt, "generated_ids": ids]
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                emit(String(decoding: try encoder.encode(object), as: UTF8.self))
+            } else {
+                emit(ids.map(String.init).joined(separator: ","))
+            }
+        }
+    }
+
+    private func parseIds(_ text: String) throws -> [Int32] {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        let ids = parts.map { Int32($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, !ids.contains(nil) else {
+            throw CLIError("--prompt-ids must be comma-separated integers, got \"\(text)\"")
+        }
+        return ids.compactMap { $0 }
+    }
+}

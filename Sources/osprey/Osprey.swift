@@ -1,0 +1,10 @@
+// The `osprey` command-line tool: one subcommand per file; this file only lists them.
+import ArgumentParser
+
+@main
+struct Osprey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "osprey",
+        abstract: "Run open-weight LLMs (gpt-oss first) on the CPU and NVIDIA GPUs.",
+        subcommands: [Generate.self, Inspect.self])
+}
