@@ -32,6 +32,7 @@ let package = Package(
         .testTarget(name: "OspreyQuantTests", dependencies: ["OspreyCore", "OspreyIO", "OspreyQuant"]),
         .testTarget(name: "OspreyModelsTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyIO", "OspreyQuant", "OspreyModels"]),
         .testTarget(name: "OspreyTokenizersTests", dependencies: ["OspreyTokenizers"]),
+        .testTarget(name: "OspreyCLITests", dependencies: ["OspreyCPU", "OspreyModels", "OspreyGeneration"]),
         .testTarget(name: "OspreyGenerationTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyModels", "OspreyGeneration"]),
     ],
     swiftLanguageModes: [.v6]

@@ -26,6 +26,9 @@ struct Generate: ParsableCommand {
     @Option(help: "cpu, cuda or auto.")
     var device: DeviceChoice = .auto
 
+    @Flag(help: "Print load time and prefill/decode speed to stderr.")
+    var stats = false
+
     @Flag(help: "Print one JSON object {\"prompt_ids\": [...], \"generated_ids\": [...]}.")
     var json = false
 
@@ -33,11 +36,26 @@ struct Generate: ParsableCommand {
         try reportingErrors {
             let prompt = try parseIds(promptIds)
             let backend = try device.backend()
+            let clock = ContinuousClock()
+            let loadStart = clock.now
             let folder = try ModelFolder(directory: URL(fileURLWithPath: model))
             let lm = try ModelRegistry.load(folder, backend: backend)
+            let loaded = clock.now
             let eos = Set((folder.generationDefaults?.eosTokenId?.ids ?? []).map { Int32($0) })
             let params = GenerateParameters(maxNewTokens: maxNewTokens, temperature: temperature, seed: seed, eosTokenIds: eos)
-            let ids = try OspreyGeneration.generate(model: lm, prompt: prompt, parameters: params)
+            var firstToken: ContinuousClock.Instant?
+            let ids = try OspreyGeneration.generate(model: lm, prompt: prompt, parameters: params) { _ in
+                if firstToken == nil { firstToken = clock.now }
+            }
+            if stats, let firstToken {
+                let done = clock.now
+                let secs = { (d: Duration) in Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+                let decode = ids.count > 1 ? Double(ids.count - 1) / secs(done - firstToken) : 0
+                FileHandle.standardError.write(Data(String(
+                    format: "load %.3f s, prefill %d tokens %.1f tok/s, decode %d tokens %.2f tok/s\n",
+                    secs(loaded - loadStart), prompt.count, Double(prompt.count) / secs(firstToken - loaded),
+                    ids.count - 1, decode).utf8))
+            }
             if json {
                 let object: [String: [Int32]] = ["prompt_ids": prompt, "generated_ids": ids]
                 let encoder = JSONEncoder()

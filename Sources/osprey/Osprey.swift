@@ -6,5 +6,5 @@ struct Osprey: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "osprey",
         abstract: "Run open-weight LLMs (gpt-oss first) on the CPU and NVIDIA GPUs.",
-        subcommands: [Generate.self, Inspect.self])
+        subcommands: [Generate.self, Inspect.self, RandomModel.self])
 }

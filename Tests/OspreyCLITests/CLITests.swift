@@ -1,0 +1,91 @@
+// The `osprey` executable end to end: it is run as a user would run it (a child process), on
+// random checkpoints, and every failure must be one clear line on stderr with exit code 1 —
+// never a crash, a Swift backtrace or a "Fatal error".
+import Foundation
+import Testing
+import OspreyModels
+
+/// Runs the built `osprey` binary (a sibling of the test bundle) with `arguments`.
+func osprey(_ arguments: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let binary = dir.appendingPathComponent("osprey")
+    guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+        Issue.record("osprey binary not found at \(binary.path); build all products before testing (swift build --build-tests)")
+        return (-1, "", "")
+    }
+    let p = Process()
+    p.executableURL = binary
+    p.arguments = arguments
+    let (o, e, i) = (Pipe(), Pipe(), Pipe())
+    (p.standardOutput, p.standardError, p.standardInput) = (o, e, i)
+    try p.run()
+    if let stdin { i.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try i.fileHandleForWriting.close()
+    let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+}
+
+func expectCleanFailure(_ r: (status: Int32, out: String, err: String), mentioning needle: String) {
+    #expect(r.status == 1, "exit status \(r.status), stderr: \(r.err)")
+    #expect(r.err.contains(needle), "stderr should mention \(needle): \(r.err)")
+    #expect(!r.err.contains("Fatal error") && !r.err.contains("Stack dump") && !r.err.contains("backtrace"))
+}
+
+@Suite struct CLITests {
+    @Test func generateJSONIsGreedyAndDeterministic() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var shape = GptOssShape()
+        shape.mxfp4 = true
+        try RandomGptOss.write(shape, to: dir, seed: 3)
+        let args = ["generate", "--model", dir.path, "--prompt-ids", "5,6,7,8", "--max-new-tokens", "6", "--json", "--device", "cpu"]
+        let a = try osprey(args), b = try osprey(args)
+        #expect(a.status == 0, "\(a.err)")
+        struct Output: Decodable { var prompt_ids: [Int]; var generated_ids: [Int] }
+        let parsed = try JSONDecoder().decode(Output.self, from: Data(a.out.utf8))
+        #expect(parsed.prompt_ids == [5, 6, 7, 8])
+        #expect(parsed.generated_ids.count == 6 || parsed.generated_ids.last == 255)  // 255 = eos of random checkpoints
+        #expect(a.out == b.out)
+        // The same ids from the library's greedy loop.
+        let model = try ModelRegistry.load(ModelFolder(directory: dir), backend: OspreyCPUBackend())
+        let ids = try greedyIds(model, prompt: [5, 6, 7, 8], count: parsed.generated_ids.count)
+        #expect(ids == parsed.generated_ids)
+    }
+
+    @Test func inspectSummarisesTheFolder() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var shape = GptOssShape()
+        (shape.mxfp4, shape.experts, shape.layers) = (true, 3, 3)
+        try RandomGptOss.write(shape, to: dir)
+        let r = try osprey(["inspect", dir.path])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("model_type: gpt_oss"))
+        #expect(r.out.contains("layer types: sliding,full,sliding"))
+        #expect(r.out.contains("quantization: mxfp4"))
+        // 3 layers x 3 experts x (2*64*64 + 64*64) MXFP4 values.
+        #expect(r.out.contains("mxfp4: \(3 * 3 * 3 * 64 * 64)"))
+    }
+
+    @Test func badInputFailsCleanly() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try RandomGptOss.write(GptOssShape(), to: dir)
+        expectCleanFailure(try osprey(["generate", "--model", "/nonexistent/folder", "--prompt-ids", "1"]), mentioning: "config.json")
+        expectCleanFailure(try osprey(["generate", "--model", dir.path, "--prompt-ids", "1,two"]), mentioning: "--prompt-ids")
+        expectCleanFailure(try osprey(["generate", "--model", dir.path, "--prompt-ids", "1,99999"]), mentioning: "99999")
+        expectCleanFailure(try osprey(["generate", "--model", dir.path, "--prompt-ids", "1", "--device", "cuda"]), mentioning: "CUDA")
+        expectCleanFailure(try osprey(["generate", "--model", dir.path, "--prompt-ids", "1", "--temperature=-1"]), mentioning: "temperature")
+        try Data("{\"model_type\": \"gpt_oss\", \"vocab_size\": 256".utf8).write(to: dir.appendingPathComponent("config.json"))
+        expectCleanFailure(try osprey(["inspect", dir.path]), mentioning: "config.json")
+        // A truncated checkpoint.
+        try RandomGptOss.write(GptOssShape(), to: dir)
+        let st = dir.appendingPathComponent("model.safetensors")
+        try Data(try Data(contentsOf: st).prefix(100)).write(to: st)
+        expectCleanFailure(try osprey(["generate", "--model", dir.path, "--prompt-ids", "1"]), mentioning: "model.safetensors")
+        // Unknown flags are usage errors from the argument parser (exit 64), still without a crash.
+        let u = try osprey(["generate", "--bogus"])
+        #expect(u.status != 0 && !u.err.contains("Fatal error"))
+    }
+}
