@@ -7,7 +7,8 @@ import Foundation
 import OspreyCore
 
 extension CPUBackend {
-    public func rope(_ x: Tensor, start: Int, invFreq: [Float], scaling: Float) throws -> Tensor {
+    public func rope(_ x: Tensor, start: Int, invFreq frequencies: Tensor, scaling: Float) throws -> Tensor {
+        let invFreq = frequencies.floats()
         guard x.shape.rank == 3, x.shape[2] == 2 * invFreq.count else {
             throw OspreyError.invalidTensor("rope of \(x.shape) with \(invFreq.count) frequencies")
         }

@@ -13,6 +13,17 @@ public struct CPUBackend: Backend {
     public func upload(_ tensor: Tensor) throws -> Tensor { try requireHost(tensor, "upload"); return tensor }
     public func download(_ tensor: Tensor) throws -> Tensor { try requireHost(tensor, "download"); return tensor }
 
+    public func makeBuffer(_ shape: Shape, dtype: DType) throws -> Tensor { Tensor(zeros: shape, dtype: dtype) }
+
+    public func copyRows(_ source: Tensor, into destination: Tensor, at row: Int) throws {
+        let rows = source.shape[0]
+        guard source.dtype == destination.dtype, source.shape.dims.dropFirst() == destination.shape.dims.dropFirst(),
+              row >= 0, row + rows <= destination.shape[0] else {
+            throw OspreyError.invalidTensor("copy of \(source.shape) into \(destination.shape) at row \(row)")
+        }
+        destination.rows(row..<(row + rows)).mutableRaw.copyMemory(from: source.raw, byteCount: source.byteCount)
+    }
+
     public func embedding(_ table: Tensor, ids: [Int32]) throws -> Tensor {
         guard table.shape.rank == 2 else { throw OspreyError.invalidTensor("embedding table must be [V, H], got \(table.shape)") }
         let (V, H) = (table.shape[0], table.shape[1])

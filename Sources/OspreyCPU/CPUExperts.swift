@@ -8,7 +8,7 @@ import Foundation
 import OspreyCore
 
 extension CPUBackend {
-    public func topKSoftmax(_ logits: Tensor, k: Int) throws -> (ids: [Int32], weights: [Float]) {
+    public func topKSoftmax(_ logits: Tensor, k: Int) throws -> (ids: Tensor, weights: Tensor) {
         let E = logits.shape[-1], T = logits.count / E
         guard k >= 1 && k <= E else { throw OspreyError.invalidArgument("top-\(k) of \(E) experts") }
         let lp = logits.f32Pointer
@@ -28,11 +28,15 @@ extension CPUBackend {
             let sum = ex.reduce(0, +)
             for j in 0..<k { ids[t * k + j] = Int32(chosen[j]); weights[t * k + j] = ex[j] / sum }
         }
-        return (ids, weights)
+        let idTensor = Tensor(zeros: [T, k], dtype: .i32)
+        ids.withUnsafeBytes { idTensor.mutableRaw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return (idTensor, Tensor(weights, shape: [T, k]))
     }
 
-    public func experts(_ x: Tensor, bank: ExpertBank, ids: [Int32], weights: [Float], k: Int) throws -> Tensor {
+    public func experts(_ x: Tensor, bank: ExpertBank, ids idTensor: Tensor, weights weightTensor: Tensor) throws -> Tensor {
         let H = x.shape[-1], T = x.count / H
+        let k = idTensor.shape[-1]
+        let ids = (0..<idTensor.count).map { Int32(idTensor.float(at: $0)) }, weights = weightTensor.floats()
         let E = bank.weights.count
         let twoI = bank.gateUpBias.shape[-1], I = twoI / 2
         guard ids.count == T * k, weights.count == T * k, bank.downBias.shape[-1] == H else {

@@ -66,6 +66,10 @@ public protocol Backend: Sendable {
     func upload(_ tensor: Tensor) throws -> Tensor
     /// Copies a tensor of this device to the host (returns it unchanged on the CPU).
     func download(_ tensor: Tensor) throws -> Tensor
+    /// A zero-filled tensor on this device that lives as long as it is referenced (caches, weights).
+    func makeBuffer(_ shape: Shape, dtype: DType) throws -> Tensor
+    /// Copies all rows of `source` into `destination` starting at row `row` (same row shape and dtype).
+    func copyRows(_ source: Tensor, into destination: Tensor, at row: Int) throws
 
     /// Rows `ids` of `table` [V, H], as f32 [T, H].
     func embedding(_ table: Tensor, ids: [Int32]) throws -> Tensor
@@ -77,14 +81,26 @@ public protocol Backend: Sendable {
     func add(_ a: Tensor, _ b: Tensor) throws -> Tensor
     /// Rotary embedding, half-split (first half / second half), in place on a copy:
     /// x [T, heads, D]; row t at position `start + t`; cos/sin of pos * invFreq[i], times `scaling`.
-    func rope(_ x: Tensor, start: Int, invFreq: [Float], scaling: Float) throws -> Tensor
+    func rope(_ x: Tensor, start: Int, invFreq: Tensor, scaling: Float) throws -> Tensor
     /// Attention with optional learned sinks (one logit per query head, an extra softmax column
     /// with no value). q [T, Hq, D], k/v [S, Hkv, D], Hq a multiple of Hkv -> [T, Hq * D].
     func attention(q: Tensor, k: Tensor, v: Tensor, sinks: Tensor?, span: AttentionSpan, scale: Float) throws -> Tensor
     /// Top-k over each row of `logits` [T, E] (ties to the lower index), then softmax over the k:
-    /// returns expert ids and weights, each T*k long, row-major.
-    func topKSoftmax(_ logits: Tensor, k: Int) throws -> (ids: [Int32], weights: [Float])
+    /// returns expert ids (i32 [T, k]) and their weights (f32 [T, k]) on this device.
+    func topKSoftmax(_ logits: Tensor, k: Int) throws -> (ids: Tensor, weights: Tensor)
     /// Routed experts: for each token t and each of its k picks e with weight w,
     /// `out[t] += w * (down_e(swiglu(gateUp_e(x[t]) + bGU_e)) + bD_e)`. x [T, H] -> [T, H].
-    func experts(_ x: Tensor, bank: ExpertBank, ids: [Int32], weights: [Float], k: Int) throws -> Tensor
+    func experts(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor) throws -> Tensor
+
+    /// Marks the start of a forward step: tensors the previous step's ops returned may be reused
+    /// (a GPU backend recycles its per-step workspace here). Default: nothing to do.
+    func beginStep() throws
+    /// Tells the backend how many bytes of weights are about to be uploaded, so it can reserve
+    /// them in one allocation before any copy. Default: nothing to do.
+    func reserveWeights(bytes: Int) throws
+}
+
+extension Backend {
+    public func beginStep() throws {}
+    public func reserveWeights(bytes: Int) throws {}
 }

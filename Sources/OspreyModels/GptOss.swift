@@ -100,8 +100,9 @@ struct GptOssAttention: Sendable {
     let window: Int?
     let heads, kvHeads, headDim: Int
     let rope: RotaryEmbedding
+    let invFreq: Tensor  // rope.invFreq on the backend's device
 
-    init(_ w: WeightLoader, _ p: String, _ c: GptOssConfig, window: Int?, rope: RotaryEmbedding) throws {
+    init(_ w: WeightLoader, _ p: String, _ c: GptOssConfig, window: Int?, rope: RotaryEmbedding, invFreq: Tensor) throws {
         (heads, kvHeads, headDim) = (c.numAttentionHeads, c.numKeyValueHeads, c.resolvedHeadDim)
         let H = c.hiddenSize, bias = c.attentionBias ?? true
         qProj = try Linear(w, "\(p).q_proj", out: heads * headDim, in: H, bias: bias)
@@ -109,7 +110,7 @@ struct GptOssAttention: Sendable {
         vProj = try Linear(w, "\(p).v_proj", out: kvHeads * headDim, in: H, bias: bias)
         oProj = try Linear(w, "\(p).o_proj", out: H, in: heads * headDim, bias: bias)
         sinks = try w.tensor("\(p).sinks", [heads])
-        (self.window, self.rope) = (window, rope)
+        (self.window, self.rope, self.invFreq) = (window, rope, invFreq)
     }
 
     func callAsFunction(_ x: Tensor, layer: Int, cache: any KVCache, on b: any Backend) throws -> Tensor {
@@ -117,8 +118,8 @@ struct GptOssAttention: Sendable {
         var q = try qProj(x, on: b).reshaped([T, heads, headDim])   // [T, Hq, D]
         var k = try kProj(x, on: b).reshaped([T, kvHeads, headDim]) // [T, Hkv, D]
         let v = try vProj(x, on: b).reshaped([T, kvHeads, headDim])
-        q = try b.rope(q, start: start, invFreq: rope.invFreq, scaling: rope.attentionScaling)
-        k = try b.rope(k, start: start, invFreq: rope.invFreq, scaling: rope.attentionScaling)
+        q = try b.rope(q, start: start, invFreq: invFreq, scaling: rope.attentionScaling)
+        k = try b.rope(k, start: start, invFreq: invFreq, scaling: rope.attentionScaling)
         let kv = try cache.update(layer: layer, k: k, v: v)
         let span = AttentionSpan(queryStart: start, keyStart: kv.keyStart, window: window)
         let o = try b.attention(q: q, k: kv.k, v: kv.v, sinks: sinks, span: span, scale: 1 / Float(headDim).squareRoot())
@@ -161,7 +162,7 @@ struct GptOssMoE: Sendable {
 
     func callAsFunction(_ x: Tensor, on b: any Backend) throws -> Tensor {
         let routing = try b.topKSoftmax(router(x, on: b), k: topK)
-        return try b.experts(x, bank: bank, ids: routing.ids, weights: routing.weights, k: topK)
+        return try b.experts(x, bank: bank, ids: routing.ids, weights: routing.weights)
     }
 }
 
@@ -173,11 +174,11 @@ struct GptOssBlock: Sendable {
     let mlp: GptOssMoE
     let eps: Float
 
-    init(_ w: WeightLoader, _ i: Int, _ c: GptOssConfig, rope: RotaryEmbedding) throws {
+    init(_ w: WeightLoader, _ i: Int, _ c: GptOssConfig, rope: RotaryEmbedding, invFreq: Tensor) throws {
         let p = "model.layers.\(i)"
         inputNorm = try w.tensor("\(p).input_layernorm.weight", [c.hiddenSize])
         postAttentionNorm = try w.tensor("\(p).post_attention_layernorm.weight", [c.hiddenSize])
-        attention = try GptOssAttention(w, "\(p).self_attn", c, window: c.resolvedWindows[i], rope: rope)
+        attention = try GptOssAttention(w, "\(p).self_attn", c, window: c.resolvedWindows[i], rope: rope, invFreq: invFreq)
         mlp = try GptOssMoE(w, "\(p).mlp", c)
         eps = c.rmsNormEps
     }
@@ -204,23 +205,26 @@ public struct GptOssModel: LanguageModel {
         let c = try folder.config(as: GptOssConfig.self)
         try c.validate()
         let w = WeightLoader(source: folder.weights, backend: backend)
+        try backend.reserveWeights(bytes: folder.weights.totalBytes)
         let rope = try RotaryEmbedding(headDim: c.resolvedHeadDim, theta: c.resolvedRopeTheta,
                                        parameters: c.resolvedRope, maxPositionEmbeddings: c.maxPositionEmbeddings)
         config = c
         self.backend = backend
         embedTokens = try w.tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize])
-        layers = try (0..<c.numHiddenLayers).map { try GptOssBlock(w, $0, c, rope: rope) }
+        let invFreq = try backend.upload(Tensor(rope.invFreq, shape: [rope.invFreq.count]))
+        layers = try (0..<c.numHiddenLayers).map { try GptOssBlock(w, $0, c, rope: rope, invFreq: invFreq) }
         norm = try w.tensor("model.norm.weight", [c.hiddenSize])
         lmHead = (c.tieWordEmbeddings ?? false) && !w.contains("lm_head.weight")
             ? Linear(weight: embedTokens, bias: nil)
             : try Linear(w, "lm_head", out: c.vocabSize, in: c.hiddenSize, bias: false)
     }
 
-    public func makeCache() -> any KVCache { DynamicCache(windows: config.resolvedWindows) }
+    public func makeCache() -> any KVCache { DynamicCache(windows: config.resolvedWindows, backend: backend) }
 
     public func forward(_ ids: [Int32], cache: any KVCache, allPositions: Bool) throws -> Tensor {
         guard !ids.isEmpty else { throw OspreyError.invalidArgument("forward of an empty token list") }
         let b = backend
+        try b.beginStep()
         var h = try b.embedding(embedTokens, ids: ids)  // [T, H]
         for (i, layer) in layers.enumerated() { h = try layer(h, layer: i, cache: cache, on: b) }
         cache.advance(by: ids.count)

@@ -9,6 +9,8 @@ public protocol WeightSource: Sendable {
     func contains(_ name: String) -> Bool
     func tensor(_ name: String) throws -> Tensor
     var tensorNames: [String] { get }
+    /// Bytes of all tensors (what a device must reserve for the weights).
+    var totalBytes: Int { get }
 }
 
 /// A causal language model on one backend.

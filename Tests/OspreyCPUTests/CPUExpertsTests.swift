@@ -32,8 +32,11 @@ import OspreyCore
                             gateUpBias: bGU, downBias: bD, swigluLimit: 7)
         var dense = mx
         dense.weights = .dense(gateUp: gu.dense, down: dn.dense)
-        let a = try cpu.experts(x, bank: mx, ids: ids, weights: weights, k: k).floats()
-        let b = try cpu.experts(x, bank: dense, ids: ids, weights: weights, k: k).floats()
+        let idT = Tensor(zeros: [T, k], dtype: .i32)
+        for (i, id) in ids.enumerated() { idT.mutableRaw.storeBytes(of: id, toByteOffset: 4 * i, as: Int32.self) }
+        let wT = Tensor(weights, shape: [T, k])
+        let a = try cpu.experts(x, bank: mx, ids: idT, weights: wT).floats()
+        let b = try cpu.experts(x, bank: dense, ids: idT, weights: wT).floats()
         var maxRef = 0.0
         for t in 0..<T {
             var ref = [Double](repeating: 0, count: H)
@@ -71,7 +74,7 @@ import OspreyCore
                               gateUpBias: Tensor(zeros: [2, 64], dtype: .f32), downBias: Tensor(zeros: [2, 64], dtype: .f32), swigluLimit: 7)
         // down must be [E, H, I/32, 16] = [2, 64, 1, 16]; the gate_up blocks given as down are [2, 64, 2, 16].
         #expect(throws: OspreyError.self) {
-            try cpu.experts(randomTensor([1, 64], seed: &seed), bank: bank, ids: [0], weights: [1], k: 1)
+            try cpu.experts(randomTensor([1, 64], seed: &seed), bank: bank, ids: Tensor(zeros: [1, 1], dtype: .i32), weights: Tensor([1], shape: [1, 1]))
         }
     }
 }

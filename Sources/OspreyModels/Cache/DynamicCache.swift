@@ -1,4 +1,4 @@
-// DynamicCache: the config-aware cache of transformers, in host memory. Full-attention layers
+// DynamicCache: the config-aware cache of transformers, on the model's backend. Full-attention layers
 // grow (capacity doubles, rounded to 256 rows, so appends are amortised O(1) and the returned
 // keys are a view, not a copy); sliding-window layers keep only the last `window - 1` positions,
 // which is all a later query can see (key j is visible to query i iff i - j < window), so their
@@ -16,15 +16,18 @@ public final class DynamicCache: KVCache {
     }
 
     private var layers: [Layer]
+    private let backend: any Backend
     public private(set) var offset = 0
 
-    /// One entry per layer: the sliding window, or nil for full attention.
-    public init(windows: [Int?]) {
+    /// One entry per layer: the sliding window, or nil for full attention. Keys and values live
+    /// on `backend`'s device.
+    public init(windows: [Int?], backend: any Backend) {
         layers = windows.map { Layer(window: $0) }
+        self.backend = backend
     }
 
     public func update(layer index: Int, k: Tensor, v: Tensor) throws -> (k: Tensor, v: Tensor, keyStart: Int) {
-        guard k.shape == v.shape, k.shape.rank == 3, k.dtype == .f32 else {
+        guard k.shape == v.shape, k.shape.rank == 3, k.dtype == .f32, k.device == backend.device else {
             throw OspreyError.invalidTensor("cache update with k \(k.shape) v \(v.shape)")
         }
         var l = layers[index]
@@ -36,17 +39,17 @@ public final class DynamicCache: KVCache {
             // Sliding layers build [kept + new] afresh (at most window - 1 + T rows); full layers
             // reallocate only when capacity runs out.
             let capacity = keep != nil ? total : max(total, 2 * (l.k?.shape[0] ?? 0)).roundedUp(to: 256)
-            l.k = try Self.grow(l.k, count: l.count, capacity: capacity, row: rowShape)
-            l.v = try Self.grow(l.v, count: l.count, capacity: capacity, row: rowShape)
+            l.k = try grow(l.k, count: l.count, capacity: capacity, row: rowShape)
+            l.v = try grow(l.v, count: l.count, capacity: capacity, row: rowShape)
         }
-        Self.write(k, into: l.k!, at: l.count)
-        Self.write(v, into: l.v!, at: l.count)
+        try backend.copyRows(k, into: l.k!, at: l.count)
+        try backend.copyRows(v, into: l.v!, at: l.count)
         let visible = (k: l.k!.rows(0..<total), v: l.v!.rows(0..<total), keyStart: l.start)
         l.count = total
         if let keep, l.count > keep {
             let drop = l.count - keep
             let tailK = l.k!.rows(drop..<l.count), tailV = l.v!.rows(drop..<l.count)
-            l.k = Self.copy(tailK); l.v = Self.copy(tailV)
+            l.k = try copy(tailK); l.v = try copy(tailV)
             l.count = keep
             l.start += drop
         }
@@ -58,21 +61,15 @@ public final class DynamicCache: KVCache {
 
     public func storedTokens(layer: Int) -> Int { layers[layer].count }
 
-    private static func grow(_ old: Tensor?, count: Int, capacity: Int, row: [Int]) throws -> Tensor {
-        let fresh = Tensor(zeros: Shape([capacity] + row), dtype: .f32)
-        if let old, count > 0 {
-            fresh.mutableRaw.copyMemory(from: old.raw, byteCount: old.rows(0..<count).byteCount)
-        }
+    private func grow(_ old: Tensor?, count: Int, capacity: Int, row: [Int]) throws -> Tensor {
+        let fresh = try backend.makeBuffer(Shape([capacity] + row), dtype: .f32)
+        if let old, count > 0 { try backend.copyRows(old.rows(0..<count), into: fresh, at: 0) }
         return fresh
     }
 
-    private static func write(_ src: Tensor, into dst: Tensor, at row: Int) {
-        dst.rows(row..<(row + src.shape[0])).mutableRaw.copyMemory(from: src.raw, byteCount: src.byteCount)
-    }
-
-    private static func copy(_ t: Tensor) -> Tensor {
-        let out = Tensor(zeros: t.shape, dtype: t.dtype)
-        out.mutableRaw.copyMemory(from: t.raw, byteCount: t.byteCount)
+    private func copy(_ t: Tensor) throws -> Tensor {
+        let out = try backend.makeBuffer(t.shape, dtype: t.dtype)
+        try backend.copyRows(t, into: out, at: 0)
         return out
     }
 }
