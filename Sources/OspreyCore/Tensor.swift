@@ -88,7 +88,7 @@ public struct Tensor: Sendable {
     /// Element `i` widened to `Float` (host tensors of f32, f16, bf16, i32, i64, u8).
     public func float(at i: Int) -> Float {
         precondition(device == .cpu, "reading elements of a \(device) tensor on the host; download it first")
-        switch dtype {
+        return switch dtype {
         case .f32: raw.load(fromByteOffset: i * 4, as: Float.self)
         case .bf16: floatFromBF16(raw.load(fromByteOffset: i * 2, as: UInt16.self))
         case .f16: floatFromF16(raw.load(fromByteOffset: i * 2, as: UInt16.self))

@@ -20,7 +20,7 @@ public struct GptOssConfig: Decodable, Sendable {
     public var intermediateSize: Int
     public var numHiddenLayers: Int
     public var numAttentionHeads: Int
-    public var numKeyValueHeads: Int
+    public var numKeyValueHeads: Int?
     public var headDim: Int?
     public var numLocalExperts: Int
     public var numExpertsPerTok: Int?
@@ -31,7 +31,7 @@ public struct GptOssConfig: Decodable, Sendable {
     public var ropeTheta: Double?
     public var ropeScaling: RopeParameters?
     public var ropeParameters: RopeParameters?
-    public var maxPositionEmbeddings: Int
+    public var maxPositionEmbeddings: Int?
     public var initialContextLength: Int?
     public var swigluLimit: Float?
     public var attentionBias: Bool?
@@ -47,15 +47,23 @@ public struct GptOssConfig: Decodable, Sendable {
     public var initializerRange: Double?
     public var useCache: Bool?
 
-    public var resolvedHeadDim: Int { headDim ?? hiddenSize / numAttentionHeads }
+    // Defaults are transformers' GptOssConfig defaults for fields a config.json leaves out.
+    public var resolvedHeadDim: Int { headDim ?? hiddenSize / max(numAttentionHeads, 1) }
+    public var resolvedKVHeads: Int { numKeyValueHeads ?? numAttentionHeads }
     public var resolvedTopK: Int { numExpertsPerTok ?? expertsPerToken ?? 4 }
-    public var resolvedRope: RopeParameters? { ropeParameters ?? ropeScaling }
-    public var resolvedRopeTheta: Double { ropeParameters?.ropeTheta ?? ropeTheta ?? ropeScaling?.ropeTheta ?? 10_000 }
-    /// Per layer: the sliding window, or nil for full attention (gpt-oss default: even layers slide).
+    public var resolvedMaxPositions: Int { maxPositionEmbeddings ?? 131_072 }
+    public var resolvedWindow: Int { slidingWindow ?? 128 }
+    /// `rope_parameters` (transformers 5) or `rope_scaling` (published); gpt-oss's YaRN when neither is given.
+    public var resolvedRope: RopeParameters {
+        ropeParameters ?? ropeScaling ?? RopeParameters(ropeType: "yarn", factor: 32, originalMaxPositionEmbeddings: 4096,
+                                                        betaFast: 32, betaSlow: 1, truncate: false)
+    }
+    public var resolvedRopeTheta: Double { ropeParameters?.ropeTheta ?? ropeScaling?.ropeTheta ?? ropeTheta ?? 150_000 }
+    /// Per layer: the sliding window, or nil for full attention (default: even layers slide).
     public var resolvedWindows: [Int?] {
         (0..<numHiddenLayers).map { i in
             let sliding = layerTypes.map { $0[i] == "sliding_attention" } ?? (i % 2 == 0)
-            return sliding ? slidingWindow : nil
+            return sliding ? resolvedWindow : nil
         }
     }
 
@@ -66,19 +74,20 @@ public struct GptOssConfig: Decodable, Sendable {
         }
         for (v, f) in [(vocabSize, "vocab_size"), (hiddenSize, "hidden_size"), (intermediateSize, "intermediate_size"),
                        (numHiddenLayers, "num_hidden_layers"), (numAttentionHeads, "num_attention_heads"),
-                       (numKeyValueHeads, "num_key_value_heads"), (numLocalExperts, "num_local_experts"),
+                       (resolvedKVHeads, "num_key_value_heads"), (numLocalExperts, "num_local_experts"),
+                       (resolvedMaxPositions, "max_position_embeddings"),
                        (resolvedHeadDim, "head_dim")] {
             try need(v > 0, f, "must be positive, got \(v)")
         }
-        try need(numAttentionHeads % numKeyValueHeads == 0, "num_key_value_heads", "\(numKeyValueHeads) does not divide num_attention_heads \(numAttentionHeads)")
+        try need(numAttentionHeads % resolvedKVHeads == 0, "num_key_value_heads", "\(resolvedKVHeads) does not divide num_attention_heads \(numAttentionHeads)")
         try need(resolvedHeadDim % 2 == 0, "head_dim", "must be even for RoPE, got \(resolvedHeadDim)")
         try need((1...numLocalExperts).contains(resolvedTopK), "num_experts_per_tok", "\(resolvedTopK) not in 1...\(numLocalExperts)")
         if let types = layerTypes {
             try need(types.count == numHiddenLayers, "layer_types", "\(types.count) entries for \(numHiddenLayers) layers")
             for t in types { try need(t == "sliding_attention" || t == "full_attention", "layer_types", "unknown layer type \"\(t)\"") }
         }
-        if resolvedWindows.contains(where: { $0 != nil }) || (layerTypes == nil && slidingWindow != nil) {
-            try need((slidingWindow ?? 0) > 0, "sliding_window", "sliding layers need a positive window")
+        if resolvedWindows.contains(where: { $0 != nil }) {
+            try need(resolvedWindow > 0, "sliding_window", "sliding layers need a positive window, got \(resolvedWindow)")
         }
         if let q = quantizationConfig {
             try need(q.quantMethod == "mxfp4", "quantization_config.quant_method", "\"\(q.quantMethod)\" is not supported (mxfp4 is)")
@@ -103,7 +112,7 @@ struct GptOssAttention: Sendable {
     let invFreq: Tensor  // rope.invFreq on the backend's device
 
     init(_ w: WeightLoader, _ p: String, _ c: GptOssConfig, window: Int?, rope: RotaryEmbedding, invFreq: Tensor) throws {
-        (heads, kvHeads, headDim) = (c.numAttentionHeads, c.numKeyValueHeads, c.resolvedHeadDim)
+        (heads, kvHeads, headDim) = (c.numAttentionHeads, c.resolvedKVHeads, c.resolvedHeadDim)
         let H = c.hiddenSize, bias = c.attentionBias ?? true
         qProj = try Linear(w, "\(p).q_proj", out: heads * headDim, in: H, bias: bias)
         kProj = try Linear(w, "\(p).k_proj", out: kvHeads * headDim, in: H, bias: bias)
@@ -207,7 +216,7 @@ public struct GptOssModel: LanguageModel {
         let w = WeightLoader(source: folder.weights, backend: backend)
         try backend.reserveWeights(bytes: folder.weights.totalBytes)
         let rope = try RotaryEmbedding(headDim: c.resolvedHeadDim, theta: c.resolvedRopeTheta,
-                                       parameters: c.resolvedRope, maxPositionEmbeddings: c.maxPositionEmbeddings)
+                                       parameters: c.resolvedRope, maxPositionEmbeddings: c.resolvedMaxPositions)
         config = c
         self.backend = backend
         embedTokens = try w.tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize])

@@ -3,7 +3,8 @@
 // `_compute_yarn_parameters`): blend extrapolated frequencies (the default ones) and interpolated
 // ones (divided by `factor`) with a linear ramp between the correction dims `low` and `high`
 // (floored/ceiled when `truncate`), and scale cos/sin by 0.1 ln(factor) + 1 unless
-// `attention_factor` is given. The rotation itself (half-split) is a backend op.
+// `attention_factor` is given. The rotation itself (half-split) is a backend op. Checked against
+// transformers 5.17's `rotary_emb.inv_freq` in the fixtures (Tests/OspreyModelsTests/Fixtures).
 import Foundation
 
 /// RoPE settings as config.json spells them (`rope_scaling` or transformers 5's `rope_parameters`).
@@ -19,6 +20,12 @@ public struct RopeParameters: Decodable, Sendable, Equatable {
     public var attentionFactor: Double?
     public var mscale: Double?
     public var mscaleAllDim: Double?
+
+    public init(ropeType: String? = nil, ropeTheta: Double? = nil, factor: Double? = nil, originalMaxPositionEmbeddings: Int? = nil,
+                betaFast: Double? = nil, betaSlow: Double? = nil, truncate: Bool? = nil) {
+        (self.ropeType, self.ropeTheta, self.factor, self.originalMaxPositionEmbeddings) = (ropeType, ropeTheta, factor, originalMaxPositionEmbeddings)
+        (self.betaFast, self.betaSlow, self.truncate) = (betaFast, betaSlow, truncate)
+    }
 
     /// The rope type, accepting the legacy `type` key; "default" when absent.
     public var resolvedType: String { ropeType ?? type ?? "default" }
@@ -43,14 +50,14 @@ public struct RotaryEmbedding: Sendable, Equatable {
         guard p.resolvedType == "yarn" else {
             throw ModelError.unsupported("rope type \"\(p.resolvedType)\" (supported: default, yarn)")
         }
-        guard var factor = p.factor, factor >= 1 else { throw ModelError.invalidConfig(field: "rope_scaling.factor", "yarn needs a factor ≥ 1") }
-        var originalMax = maxPositionEmbeddings
-        if let om = p.originalMaxPositionEmbeddings {
-            // transformers: with an explicit original length, the ratio of the two lengths is the factor.
-            guard om > 0 else { throw ModelError.invalidConfig(field: "rope_scaling.original_max_position_embeddings", "must be positive") }
-            originalMax = om
-            factor = Double(maxPositionEmbeddings) / Double(om)
+        // transformers 5.17: `factor` as given (the ratio of the two lengths only when it is
+        // missing); a missing original length defaults to max_position_embeddings.
+        let originalMax = p.originalMaxPositionEmbeddings ?? maxPositionEmbeddings
+        guard originalMax > 0 else {
+            throw ModelError.invalidConfig(field: "rope_scaling.original_max_position_embeddings", "must be positive")
         }
+        let factor = p.factor ?? Double(maxPositionEmbeddings) / Double(originalMax)
+        guard factor >= 1, factor.isFinite else { throw ModelError.invalidConfig(field: "rope_scaling.factor", "yarn needs a factor ≥ 1, got \(factor)") }
         func mscale(_ scale: Double, _ m: Double = 1) -> Double { scale <= 1 ? 1 : 0.1 * m * Foundation.log(scale) + 1 }
         if let af = p.attentionFactor {
             attentionScaling = Float(af)

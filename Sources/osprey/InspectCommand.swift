@@ -19,13 +19,12 @@ struct Inspect: ParsableCommand {
                 let c = try folder.config(as: GptOssConfig.self)
                 try c.validate()
                 emit("layers: \(c.numHiddenLayers)  hidden: \(c.hiddenSize)  intermediate: \(c.intermediateSize)  vocab: \(c.vocabSize)")
-                emit("attention: \(c.numAttentionHeads) q heads / \(c.numKeyValueHeads) kv heads, head_dim \(c.resolvedHeadDim), sliding window \(c.slidingWindow.map(String.init) ?? "none")")
+                emit("attention: \(c.numAttentionHeads) q heads / \(c.resolvedKVHeads) kv heads, head_dim \(c.resolvedHeadDim), sliding window \(c.resolvedWindow)")
                 let types = c.resolvedWindows.map { $0 == nil ? "full" : "sliding" }
                 emit("layer types: \(types.joined(separator: ","))")
                 emit("experts: \(c.numLocalExperts), top-\(c.resolvedTopK), swiglu_limit \(c.swigluLimit ?? 7)")
-                if let r = c.resolvedRope {
-                    emit("rope: \(r.resolvedType) theta \(c.resolvedRopeTheta) factor \(r.factor ?? 1) original_max \(r.originalMaxPositionEmbeddings.map(String.init) ?? "-")")
-                }
+                let r = c.resolvedRope
+                emit("rope: \(r.resolvedType) theta \(c.resolvedRopeTheta) factor \(r.factor ?? 1) original_max \(r.originalMaxPositionEmbeddings.map(String.init) ?? "-")")
                 if let q = c.quantizationConfig {
                     emit("quantization: \(q.quantMethod), not converted: \((q.modulesToNotConvert ?? []).joined(separator: ", "))")
                 } else {

@@ -1,0 +1,152 @@
+// Launchers for the kernels in Kernels/*.cu: grid math, shape checks, argument lists. One
+// section per kernel file, in the order of the gpt-oss forward pass.
+import OspreyCore
+
+extension CUDABackend {
+    // MARK: - elementwise.cu
+
+    public func embedding(_ table: Tensor, ids: [Int32]) throws -> Tensor {
+        try requireDevice(table, "embedding")
+        guard table.shape.rank == 2 else { throw OspreyError.invalidTensor("embedding table must be [V, H], got \(table.shape)") }
+        let (V, H) = (table.shape[0], table.shape[1])
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= V }) {
+            throw OspreyError.invalidArgument("token id \(bad) outside the vocabulary (0..<\(V))")
+        }
+        let idT = try stage(ids, shape: [ids.count], dtype: .i32)
+        let out = try workspace([ids.count, H])
+        try context.launch("Embedding", "embedding", grid: (ids.count, 1, 1), block: 256,
+                           [.pointer(ptr(table)), try code(table, "embedding"), .pointer(ptr(idT)), .pointer(ptr(out)), .int(Int32(H))])
+        return out
+    }
+
+    public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
+        try requireDevice(a, "add"); try requireDevice(b, "add")
+        guard a.shape == b.shape, a.dtype == .f32, b.dtype == .f32 else { throw OspreyError.invalidTensor("add of \(a.shape) and \(b.shape)") }
+        let out = try workspace(a.shape)
+        try context.launch("Add", "add", grid: (min((a.count + 255) / 256, 65535), 1, 1), block: 256,
+                           [.pointer(ptr(a)), .pointer(ptr(b)), .pointer(ptr(out)), .int64(Int64(a.count))])
+        return out
+    }
+
+    public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) throws -> Tensor {
+        try requireDevice(x, "rmsNorm"); try requireDevice(weight, "rmsNorm")
+        let H = x.shape[-1]
+        guard weight.count == H, x.dtype == .f32 else { throw OspreyError.invalidTensor("rms norm weight \(weight.shape) for rows of \(H)") }
+        let out = try workspace(x.shape)
+        try context.launch("RMSNorm", "rms_norm", grid: (x.count / H, 1, 1), block: 256,
+                           [.pointer(ptr(x)), .pointer(ptr(weight)), try code(weight, "rmsNorm"), .pointer(ptr(out)), .int(Int32(H)), .float(eps)])
+        return out
+    }
+
+    // MARK: - linear.cu
+
+    public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+        try requireDevice(x, "linear"); try requireDevice(weight, "linear")
+        guard weight.shape.rank == 2, x.shape[-1] == weight.shape[1], x.dtype == .f32 else {
+            throw OspreyError.invalidTensor("linear of x \(x.shape) with weight \(weight.shape)")
+        }
+        let (O, I) = (weight.shape[0], weight.shape[1])
+        let T = x.count / I
+        if let bias { try requireDevice(bias, "linear"); guard bias.count == O else { throw OspreyError.invalidTensor("linear bias \(bias.shape) for \(O) outputs") } }
+        let out = try workspace([T, O])
+        let warpsPerBlock = 8
+        try context.launch("Linear", "linear", grid: ((O + warpsPerBlock - 1) / warpsPerBlock, (T + 7) / 8, 1), block: 32 * warpsPerBlock, [
+            .pointer(ptr(x)), .pointer(ptr(weight)), try code(weight, "linear"),
+            .pointer(bias.map(ptr) ?? 0), try bias.map { try code($0, "linear") } ?? .int(0),
+            .pointer(ptr(out)), .int(Int32(T)), .int(Int32(O)), .int(Int32(I)),
+        ])
+        return out
+    }
+
+    // MARK: - rope.cu, attention.cu
+
+    public func rope(_ x: Tensor, start: Int, invFreq: Tensor, scaling: Float) throws -> Tensor {
+        try requireDevice(x, "rope"); try requireDevice(invFreq, "rope")
+        guard x.shape.rank == 3, x.shape[2] == 2 * invFreq.count, invFreq.dtype == .f32 else {
+            throw OspreyError.invalidTensor("rope of \(x.shape) with \(invFreq.count) frequencies")
+        }
+        let out = try workspace(x.shape)
+        try context.launch("RoPE", "rope", grid: (x.shape[0] * x.shape[1], 1, 1), block: 64, [
+            .pointer(ptr(x)), .pointer(ptr(out)), .pointer(ptr(invFreq)), .int(Int32(x.shape[1])), .int(Int32(x.shape[2])),
+            .int(Int32(start)), .float(scaling),
+        ])
+        return out
+    }
+
+    public func attention(q: Tensor, k: Tensor, v: Tensor, sinks: Tensor?, span: AttentionSpan, scale: Float) throws -> Tensor {
+        for t in [q, k, v] { try requireDevice(t, "attention") }
+        guard q.shape.rank == 3, k.shape.rank == 3, k.shape == v.shape, q.shape[2] == k.shape[2], k.shape[1] > 0,
+              q.shape[1] % k.shape[1] == 0, q.shape[2] <= 256 else {
+            throw OspreyError.invalidTensor("attention of q \(q.shape), k \(k.shape), v \(v.shape)")
+        }
+        let (T, Hq, D) = (q.shape[0], q.shape[1], q.shape[2])
+        if let sinks { try requireDevice(sinks, "attention"); guard sinks.count == Hq else { throw OspreyError.invalidTensor("sinks \(sinks.shape) for \(Hq) heads") } }
+        let out = try workspace([T, Hq * D])
+        try context.launch("Attention", "attention", grid: (T * Hq, 1, 1), block: 128, [
+            .pointer(ptr(q)), .pointer(ptr(k)), .pointer(ptr(v)), .pointer(sinks.map(ptr) ?? 0),
+            try sinks.map { try code($0, "attention") } ?? .int(0), .pointer(ptr(out)),
+            .int(Int32(Hq)), .int(Int32(k.shape[1])), .int(Int32(k.shape[0])), .int(Int32(D)),
+            .int(Int32(span.queryStart)), .int(Int32(span.keyStart)), .int(Int32(span.window ?? 0)), .float(scale),
+        ])
+        return out
+    }
+
+    // MARK: - moe.cu
+
+    public func topKSoftmax(_ logits: Tensor, k: Int) throws -> (ids: Tensor, weights: Tensor) {
+        try requireDevice(logits, "topKSoftmax")
+        let E = logits.shape[-1], T = logits.count / E
+        guard k >= 1 && k <= E else { throw OspreyError.invalidArgument("top-\(k) of \(E) experts") }
+        let ids = try workspace([T, k], .i32), w = try workspace([T, k])
+        try context.launch("MoE", "topk_softmax", grid: ((T + 127) / 128, 1, 1), block: 128, [
+            .pointer(ptr(logits)), .int(Int32(T)), .int(Int32(E)), .int(Int32(k)), .pointer(ptr(ids)), .pointer(ptr(w)),
+        ])
+        return (ids, w)
+    }
+
+    public func experts(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor) throws -> Tensor {
+        for t in [x, ids, weights, bank.gateUpBias, bank.downBias] { try requireDevice(t, "experts") }
+        let H = x.shape[-1], T = x.count / H, k = ids.shape[-1]
+        let E = bank.weights.count, twoI = bank.gateUpBias.shape[-1], I = twoI / 2
+        guard ids.count == T * k, weights.count == T * k, ids.dtype == .i32, bank.downBias.shape == [E, H] else {
+            throw OspreyError.invalidTensor("experts: x \(x.shape), ids \(ids.shape), down bias \(bank.downBias.shape)")
+        }
+        // (dense W, dtype, blocks, scales) for each half; blocks == 0 selects the dense path.
+        let gateUp: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr)
+        let down: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr)
+        switch bank.weights {
+        case .dense(let gu, let dn):
+            guard gu.shape == [E, twoI, H], dn.shape == [E, H, I] else {
+                throw OspreyError.invalidTensor("expert weights \(gu.shape) / \(dn.shape), expected [\(E), \(twoI), \(H)] / [\(E), \(H), \(I)]")
+            }
+            try requireDevice(gu, "experts"); try requireDevice(dn, "experts")
+            gateUp = (.pointer(ptr(gu)), try code(gu, "experts"), 0, 0)
+            down = (.pointer(ptr(dn)), try code(dn, "experts"), 0, 0)
+        case .mxfp4(let gub, let gus, let db, let ds):
+            guard H % 32 == 0, I % 32 == 0, gub.shape == [E, twoI, H / 32, 16], gus.shape == [E, twoI, H / 32],
+                  db.shape == [E, H, I / 32, 16], ds.shape == [E, H, I / 32] else {
+                throw OspreyError.invalidTensor("MXFP4 expert blocks \(gub.shape) / \(db.shape) do not fit H=\(H), I=\(I), E=\(E)")
+            }
+            for t in [gub, gus, db, ds] { try requireDevice(t, "experts") }
+            gateUp = (.pointer(0), .int(0), ptr(gub), ptr(gus))
+            down = (.pointer(0), .int(0), ptr(db), ptr(ds))
+        }
+        let P = T * k
+        let gu = try workspace([P, twoI]), h = try workspace([P, I]), out = try workspace([T, H])
+        let warps = 8
+        try context.launch("MoE", "moe_gate_up", grid: ((P * twoI + warps - 1) / warps, 1, 1), block: 32 * warps, [
+            .pointer(ptr(x)), .pointer(ptr(ids)), gateUp.0, gateUp.1, .pointer(gateUp.2), .pointer(gateUp.3),
+            .pointer(ptr(bank.gateUpBias)), try code(bank.gateUpBias, "experts"), .pointer(ptr(gu)),
+            .int(Int32(P)), .int(Int32(k)), .int(Int32(H)), .int(Int32(twoI)),
+        ])
+        try context.launch("MoE", "moe_swiglu", grid: (min((P * I + 255) / 256, 65535), 1, 1), block: 256, [
+            .pointer(ptr(gu)), .pointer(ptr(h)), .int64(Int64(P * I)), .float(bank.swigluLimit), .float(bank.alpha),
+        ])
+        try context.launch("MoE", "moe_down", grid: ((T * H + warps - 1) / warps, 1, 1), block: 32 * warps, [
+            .pointer(ptr(h)), .pointer(ptr(ids)), .pointer(ptr(weights)), down.0, down.1, .pointer(down.2), .pointer(down.3),
+            .pointer(ptr(bank.downBias)), try code(bank.downBias, "experts"), .pointer(ptr(out)),
+            .int(Int32(T)), .int(Int32(k)), .int(Int32(I)), .int(Int32(H)),
+        ])
+        return out
+    }
+}

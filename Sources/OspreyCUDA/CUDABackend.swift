@@ -1,0 +1,99 @@
+// The CUDA backend: the Backend protocol on one GPU. Weights live in the context's weights
+// arena, op outputs in its per-step workspace, caches in standalone buffers. Activations are f32;
+// weights may be f32, f16 or bf16 (widened in the kernels) or MXFP4 (decoded in registers).
+// The kernels are .cu files beside these launchers (Kernels/); each op checks its inputs' shapes
+// and devices before launching, so a bad call is a typed error, never a bad memory access.
+import Foundation
+import OspreyCore
+
+/// The Backend protocol on an NVIDIA GPU.
+public struct CUDABackend: Backend {
+    public let context: CUDAContext
+
+    /// Opens GPU `ordinal`; throws a clear CUDAError when there is no driver or no GPU.
+    public init(ordinal: Int = 0) throws {
+        context = try CUDAContext(ordinal: ordinal)
+    }
+
+    public var device: Device { .cuda(context.ordinal) }
+
+    // MARK: - Memory
+
+    public func reserveWeights(bytes: Int) throws { try context.reserveWeights(bytes: bytes + (16 << 20)) }
+
+    public func beginStep() throws { try context.beginStep() }
+
+    public func upload(_ tensor: Tensor) throws -> Tensor {
+        guard tensor.device == .cpu else { throw OspreyError.invalidTensor("upload of a \(tensor.device) tensor") }
+        let (p, owner) = try context.allocateWeight(bytes: tensor.byteCount)
+        try context.driver.check(context.driver.cuMemcpyHtoDAsync(p, tensor.raw, tensor.byteCount, context.stream), "cuMemcpyHtoDAsync_v2")
+        try context.synchronize()  // the host memory may go away when we return
+        return deviceTensor(p, owner, tensor.shape, tensor.dtype)
+    }
+
+    public func download(_ tensor: Tensor) throws -> Tensor {
+        try requireDevice(tensor, "download")
+        let out = Tensor(zeros: tensor.shape, dtype: tensor.dtype)
+        try context.driver.check(context.driver.cuMemcpyDtoHAsync(out.mutableRaw, ptr(tensor), tensor.byteCount, context.stream), "cuMemcpyDtoHAsync_v2")
+        try context.synchronize()
+        return out
+    }
+
+    public func makeBuffer(_ shape: Shape, dtype: DType) throws -> Tensor {
+        let bytes = dtype.byteCount(elements: shape.count)
+        let (p, owner) = try context.allocateBuffer(bytes: bytes)
+        try context.driver.check(context.driver.cuMemsetD8Async(p, 0, bytes, context.stream), "cuMemsetD8Async")
+        return deviceTensor(p, owner, shape, dtype)
+    }
+
+    public func copyRows(_ source: Tensor, into destination: Tensor, at row: Int) throws {
+        try requireDevice(source, "copyRows"); try requireDevice(destination, "copyRows")
+        let rows = source.shape[0]
+        guard source.dtype == destination.dtype, source.shape.dims.dropFirst() == destination.shape.dims.dropFirst(),
+              row >= 0, row + rows <= destination.shape[0] else {
+            throw OspreyError.invalidTensor("copy of \(source.shape) into \(destination.shape) at row \(row)")
+        }
+        guard source.byteCount > 0 else { return }
+        try context.driver.check(context.driver.cuMemcpyDtoDAsync(ptr(destination.rows(row..<(row + rows))), ptr(source), source.byteCount, context.stream),
+                                 "cuMemcpyDtoDAsync_v2")
+    }
+
+    // MARK: - Helpers for the op launchers
+
+    /// A workspace tensor (valid until the next step).
+    func workspace(_ shape: Shape, _ dtype: DType = .f32) throws -> Tensor {
+        let (p, owner) = try context.allocateWorkspace(bytes: dtype.byteCount(elements: shape.count))
+        return deviceTensor(p, owner, shape, dtype)
+    }
+
+    func deviceTensor(_ p: CUdeviceptr, _ owner: AnyObject, _ shape: Shape, _ dtype: DType) -> Tensor {
+        let bytes = dtype.byteCount(elements: shape.count)
+        return Tensor(storage: Storage(borrowing: UnsafeMutableRawPointer(bitPattern: UInt(p))!, byteCount: bytes, device: device, owner: owner),
+                      shape: shape, dtype: dtype)
+    }
+
+    func ptr(_ t: Tensor) -> CUdeviceptr { CUdeviceptr(UInt(bitPattern: t.raw)) }
+
+    func requireDevice(_ t: Tensor, _ op: String) throws {
+        guard t.device == device else { throw OspreyError.invalidTensor("\(op): tensor on \(t.device), expected \(device)") }
+    }
+
+    /// Kernel dtype code of a float weight tensor (see common.cuh).
+    func code(_ t: Tensor, _ op: String) throws -> KernelArgument {
+        switch t.dtype {
+        case .f32: return .int(0)
+        case .f16: return .int(1)
+        case .bf16: return .int(2)
+        default: throw OspreyError.invalidTensor("\(op): unsupported weight dtype \(t.dtype)")
+        }
+    }
+
+    /// Copies a small host array into the workspace (per-step inputs such as token ids).
+    func stage<T>(_ values: [T], shape: Shape, dtype: DType) throws -> Tensor {
+        let t = try workspace(shape, dtype)
+        try values.withUnsafeBytes { b in
+            try context.driver.check(context.driver.cuMemcpyHtoDAsync(ptr(t), b.baseAddress, b.count, context.stream), "cuMemcpyHtoDAsync_v2")
+        }
+        return t
+    }
+}

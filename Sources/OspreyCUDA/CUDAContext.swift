@@ -1,0 +1,214 @@
+// One GPU as Osprey uses it: the primary context, one stream, the loaded kernel modules, and
+// device memory. Memory comes from three places: a weights arena reserved in one allocation
+// sized from the checkpoint before any copy; a per-step workspace (bump allocator, recycled at
+// each step, so a steady decode allocates nothing once it has grown to the step's size); and
+// standalone buffers for things that outlive a step (KV caches). `stats` counts allocations,
+// host synchronisations and compilations so tests can show the steady decode does none.
+// This class is the handle boundary: it owns mutable device state and is `@unchecked Sendable`;
+// the engine drives a device from one task at a time.
+import Foundation
+import OspreyCore
+
+/// Counters of the expensive events on a device.
+public struct CUDAStats: Sendable, Equatable {
+    public var deviceAllocations = 0
+    public var hostSynchronizations = 0
+    public var kernelCompilations = 0
+    public var kernelLaunches = 0
+}
+
+/// A GPU: context, stream, memory and kernels.
+public final class CUDAContext: @unchecked Sendable {
+    public let ordinal: Int
+    public let name: String
+    public let computeCapability: (major: Int, minor: Int)
+    public let totalMemory: Int
+    public private(set) var stats = CUDAStats()
+    let driver: Driver
+    let stream: OpaquePointer?
+    private let context: OpaquePointer?
+    private var registry: KernelRegistry
+    private let compiler: KernelCompiler
+    private var modules: [String: OpaquePointer] = [:]     // source name -> CUmodule
+    private var functions: [String: OpaquePointer] = [:]   // "layer/function" -> CUfunction
+    private var weights: Arena?
+    private var workspace: [Arena] = []
+    private var workspaceHighWater = 0
+
+    /// Opens GPU `ordinal` (driver, context, stream) and the kernel compiler.
+    public init(ordinal: Int = 0) throws {
+        let d = try Driver.shared.get()
+        driver = d
+        try d.check(d.cuInit(0), "cuInit")
+        var count: Int32 = 0
+        try d.check(d.cuDeviceGetCount(&count), "cuDeviceGetCount")
+        guard count > 0 else { throw CUDAError.noDevice }
+        guard ordinal >= 0 && ordinal < Int(count) else {
+            throw CUDAError.driver(call: "cuDeviceGet", status: 101, message: "device \(ordinal) requested, \(count) present")
+        }
+        var dev: Int32 = 0
+        try d.check(d.cuDeviceGet(&dev, Int32(ordinal)), "cuDeviceGet")
+        var nameBuf = [CChar](repeating: 0, count: 256)
+        try d.check(d.cuDeviceGetName(&nameBuf, 256, dev), "cuDeviceGetName")
+        var major: Int32 = 0, minor: Int32 = 0, driverVersion: Int32 = 0
+        try d.check(d.cuDeviceGetAttribute(&major, 75, dev), "cuDeviceGetAttribute(COMPUTE_CAPABILITY_MAJOR)")
+        try d.check(d.cuDeviceGetAttribute(&minor, 76, dev), "cuDeviceGetAttribute(COMPUTE_CAPABILITY_MINOR)")
+        try d.check(d.cuDriverGetVersion(&driverVersion), "cuDriverGetVersion")
+        var total = 0
+        try d.check(d.cuDeviceTotalMem(&total, dev), "cuDeviceTotalMem_v2")
+        var ctx: OpaquePointer?
+        try d.check(d.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain")
+        try d.check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+        var s: OpaquePointer?
+        try d.check(d.cuStreamCreate(&s, 1 /* CU_STREAM_NON_BLOCKING */), "cuStreamCreate")
+        (self.ordinal, name, computeCapability, totalMemory, context, stream) =
+            (ordinal, String(cString: nameBuf), (Int(major), Int(minor)), total, ctx, s)
+        // sm_90 and sm_100 have architecture-specific features behind the "a" suffix.
+        let arch = "sm_\(major)\(minor)" + (major >= 9 ? "a" : "")
+        compiler = KernelCompiler(nvrtc: try NVRTC.shared(), architecture: arch, driverVersion: Int(driverVersion))
+        registry = try KernelRegistry.builtIn()
+    }
+
+    /// Makes this context current on the calling thread (the driver's current context is per thread).
+    func makeCurrent() throws { try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent") }
+
+    // MARK: - Kernels
+
+    /// The CUfunction `function` of the source registered for `layer`, compiling on first use.
+    func function(layer: String, _ function: String) throws -> OpaquePointer {
+        let key = "\(layer)/\(function)"
+        if let f = functions[key] { return f }
+        let source = try registry.source(for: layer)
+        let module: OpaquePointer
+        if let m = modules[source.name] {
+            module = m
+        } else {
+            let (cubin, compiled) = try compiler.cubin(for: source, headers: registry.headers)
+            if compiled { stats.kernelCompilations += 1 }
+            var m: OpaquePointer?
+            try makeCurrent()
+            try cubin.withUnsafeBytes { try driver.check(driver.cuModuleLoadData(&m, $0.baseAddress!), "cuModuleLoadData(\(source.name))") }
+            module = m!
+            modules[source.name] = module
+        }
+        var f: OpaquePointer?
+        try driver.check(driver.cuModuleGetFunction(&f, module, function), "cuModuleGetFunction(\(function))")
+        functions[key] = f!
+        return f!
+    }
+
+    /// Launches `function` of `layer` on the stream with `arguments` (each a KernelArgument).
+    func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0,
+                _ arguments: [KernelArgument]) throws {
+        let f = try self.function(layer: layer, function)
+        // Each argument's bytes in 8-byte slots; kernelParams points at each slot.
+        let slots = UnsafeMutablePointer<UInt64>.allocate(capacity: max(arguments.count, 1))
+        defer { slots.deallocate() }
+        var params = [UnsafeMutableRawPointer?](repeating: nil, count: arguments.count)
+        for (i, a) in arguments.enumerated() {
+            slots[i] = a.bits
+            params[i] = UnsafeMutableRawPointer(slots + i)
+        }
+        stats.kernelLaunches += 1
+        try params.withUnsafeMutableBufferPointer { p in
+            try driver.check(driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
+                                                   UInt32(sharedBytes), stream, p.baseAddress, nil), "cuLaunchKernel(\(function))")
+        }
+    }
+
+    // MARK: - Memory
+
+    /// Reserves one allocation for `bytes` of weights (before any copy).
+    func reserveWeights(bytes: Int) throws {
+        weights = try Arena(context: self, bytes: bytes)
+    }
+
+    /// Device memory for a weight tensor: from the reservation, or a fresh allocation when it is full.
+    func allocateWeight(bytes: Int) throws -> (pointer: CUdeviceptr, owner: AnyObject) {
+        if let a = weights, let p = a.take(bytes) { return (p, a) }
+        let fresh = try Arena(context: self, bytes: bytes)
+        return (fresh.take(bytes)!, fresh)
+    }
+
+    /// Step-lifetime device memory (valid until the next `beginStep`).
+    func allocateWorkspace(bytes: Int) throws -> (pointer: CUdeviceptr, owner: AnyObject) {
+        if let a = workspace.last, let p = a.take(bytes) { return (p, a) }
+        let fresh = try Arena(context: self, bytes: max(bytes, 64 << 20, 2 * (workspace.last?.capacity ?? 0)))
+        workspace.append(fresh)
+        return (fresh.take(bytes)!, fresh)
+    }
+
+    /// Recycles the workspace: if the last step needed several chunks, they become one of the total size.
+    func beginStep() throws {
+        let used = workspace.reduce(0) { $0 + $1.used }
+        workspaceHighWater = max(workspaceHighWater, used)
+        if workspace.count > 1 {
+            workspace = [try Arena(context: self, bytes: workspace.reduce(0) { $0 + $1.capacity })]
+        }
+        workspace.first?.reset()
+    }
+
+    /// A standalone allocation freed when its owner goes.
+    func allocateBuffer(bytes: Int) throws -> (pointer: CUdeviceptr, owner: AnyObject) {
+        let a = try Arena(context: self, bytes: bytes)
+        return (a.take(bytes)!, a)
+    }
+
+    func rawAlloc(_ bytes: Int) throws -> CUdeviceptr {
+        try makeCurrent()
+        var p: CUdeviceptr = 0
+        try driver.check(driver.cuMemAlloc(&p, max(bytes, 256)), "cuMemAlloc_v2(\(bytes) bytes)")
+        stats.deviceAllocations += 1
+        return p
+    }
+
+    func synchronize() throws {
+        stats.hostSynchronizations += 1
+        try driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
+    }
+
+    /// Resets the counters (tests read them after a warm-up).
+    public func resetStats() { stats = CUDAStats() }
+}
+
+/// One device allocation handed out front to back (256-byte aligned pieces).
+final class Arena: @unchecked Sendable {  // owned by one CUDAContext, used from its thread
+    let base: CUdeviceptr
+    let capacity: Int
+    private(set) var used = 0
+    private let driver: Driver
+
+    init(context: CUDAContext, bytes: Int) throws {
+        driver = context.driver
+        capacity = max(bytes, 256)
+        base = try context.rawAlloc(capacity)
+    }
+
+    func take(_ bytes: Int) -> CUdeviceptr? {
+        let start = (used + 255) & ~255
+        guard start + bytes <= capacity else { return nil }
+        used = start + bytes
+        return base + CUdeviceptr(start)
+    }
+
+    func reset() { used = 0 }
+
+    deinit { _ = driver.cuMemFree(base) }
+}
+
+/// A kernel argument: its bytes, widened to one 8-byte slot (device pointers, ints, floats).
+enum KernelArgument {
+    case pointer(CUdeviceptr)
+    case int(Int32)
+    case int64(Int64)
+    case float(Float)
+
+    var bits: UInt64 {
+        switch self {
+        case .pointer(let p): p
+        case .int(let i): UInt64(UInt32(bitPattern: i))
+        case .int64(let i): UInt64(bitPattern: i)
+        case .float(let f): UInt64(f.bitPattern)
+        }
+    }
+}

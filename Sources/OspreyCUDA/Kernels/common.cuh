@@ -1,0 +1,70 @@
+// Shared device helpers for Osprey's kernels: weight loads by dtype (f32, f16, bf16 widened to
+// f32 without toolkit headers), the MXFP4 scale, and warp/block reductions. Included by every
+// kernel source; the Swift side passes it to NVRTC as a header named "common.cuh".
+#pragma once
+
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+
+#define DT_F32 0
+#define DT_F16 1
+#define DT_BF16 2
+
+__device__ __forceinline__ float bf16_to_f32(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
+
+__device__ __forceinline__ float f16_to_f32(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+// Element i of a weight tensor of dtype dt, widened to f32.
+__device__ __forceinline__ float load_w(const void* p, long long i, int dt) {
+    if (dt == DT_BF16) return bf16_to_f32(((const unsigned short*)p)[i]);
+    if (dt == DT_F16) return f16_to_f32(((const unsigned short*)p)[i]);
+    return ((const float*)p)[i];
+}
+
+// 2^(scale - 127) for an e8m0 byte, exactly (scale 0 is the subnormal 2^-127, 255 is +inf).
+__device__ __forceinline__ float e8m0_to_f32(unsigned char s) {
+    return s == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(((unsigned int)s) << 23);
+}
+
+// e2m1 nibble -> value.
+__device__ __forceinline__ float e2m1_to_f32(unsigned int nibble) {
+    const float mag[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
+    float v = mag[nibble & 7];
+    return (nibble & 8) ? -v : v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ __forceinline__ float block_sum(float v, float* scratch /* 32 floats */) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.f;
+    return warp_sum(v);
+}
+
+__device__ __forceinline__ float block_max(float v, float* scratch /* 32 floats */) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : -INFINITY;
+    return warp_max(v);
+}
