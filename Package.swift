@@ -8,7 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "osprey", targets: ["osprey"]),
-        .library(name: "Osprey", targets: ["OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyGeneration"]),
+        .library(name: "Osprey", targets: ["OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyJinja", "OspreyGeneration"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -22,9 +22,10 @@ let package = Package(
         .target(name: "OspreyQuant", dependencies: ["OspreyCore", "OspreyIO"]),
         .target(name: "OspreyModels", dependencies: ["OspreyCore", "OspreyCPU", "OspreyIO", "OspreyQuant"]),
         .target(name: "OspreyTokenizers"),
+        .target(name: "OspreyJinja"),
         .target(name: "OspreyGeneration", dependencies: ["OspreyCore", "OspreyModels", "OspreyTokenizers"]),
         .executableTarget(name: "osprey", dependencies: [
-            "OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyGeneration",
+            "OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyJinja", "OspreyGeneration",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "OspreyCoreTests", dependencies: ["OspreyCore"]),
@@ -35,6 +36,7 @@ let package = Package(
         .testTarget(name: "OspreyModelsTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyIO", "OspreyQuant", "OspreyModels"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "OspreyTokenizersTests", dependencies: ["OspreyTokenizers"]),
+        .testTarget(name: "OspreyJinjaTests", dependencies: ["OspreyJinja"]),
         .testTarget(name: "OspreyCLITests", dependencies: ["OspreyCPU", "OspreyModels", "OspreyGeneration"]),
         .testTarget(name: "OspreyGenerationTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyModels", "OspreyGeneration"]),
     ],

@@ -34,6 +34,9 @@ public final class CUDAContext: @unchecked Sendable {
     private var weights: Arena?
     private var workspace: [Arena] = []
     private var workspaceHighWater = 0
+    /// When set, each step's workspace is filled with 0xFF bytes (f32 NaN) first, so an op that
+    /// leaves part of its output unwritten shows up as NaN in the GPU checks.
+    public var poisonWorkspace = false
 
     /// Opens GPU `ordinal` (driver, context, stream) and the kernel compiler.
     public init(ordinal: Int = 0) throws {
@@ -146,6 +149,9 @@ public final class CUDAContext: @unchecked Sendable {
             workspace = [try Arena(context: self, bytes: workspace.reduce(0) { $0 + $1.capacity })]
         }
         workspace.first?.reset()
+        if poisonWorkspace, let w = workspace.first {
+            try driver.check(driver.cuMemsetD8Async(w.base, 0xFF, w.capacity, stream), "cuMemsetD8Async")
+        }
     }
 
     /// A standalone allocation freed when its owner goes.

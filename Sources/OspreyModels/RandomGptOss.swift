@@ -5,7 +5,6 @@
 import Foundation
 import OspreyCore
 import OspreyIO
-import OspreyQuant
 
 /// The shape of a random gpt-oss checkpoint.
 public struct GptOssShape: Sendable {
@@ -60,12 +59,21 @@ public enum RandomGptOss {
                 ("\(p).mlp.experts.down_proj_bias", random([E, H], 0.1)),
             ]
             if s.mxfp4 {
-                // Quantize row-major [E, out, in] weights, as checkpoints store them.
-                let gu = try MXFP4Codec.quantize(random([E, 2 * I, H], 2 * w, dtype: .f32))
-                let dn = try MXFP4Codec.quantize(random([E, H, I], 2 / Float(I).squareRoot(), dtype: .f32))
+                // Random nibbles (RMS ~3.2) with scales that keep each row's output near unit size:
+                // 2^-round(log2(3.2 * sqrt(fan-in))), jittered by one step. Row-major [E, out, in/32].
+                func mx(_ rows: Int, _ cols: Int, gain: Float) -> (Tensor, Tensor) {
+                    let blocks = Tensor(zeros: [E, rows, cols / 32, 16], dtype: .u8), scales = Tensor(zeros: [E, rows, cols / 32], dtype: .u8)
+                    let b = blocks.mutableRaw.assumingMemoryBound(to: UInt64.self)
+                    for i in 0..<(blocks.count / 8) { rng = rng &* 6364136223846793005 &+ 1442695040888963407; b[i] = rng ^ (rng >> 29) }
+                    let base = 127 - Int((log2(3.2 * Float(cols).squareRoot() / gain)).rounded())
+                    let sp = scales.mutableRaw.assumingMemoryBound(to: UInt8.self)
+                    for i in 0..<scales.count { rng = rng &* 6364136223846793005 &+ 1442695040888963407; sp[i] = UInt8(base - Int(rng >> 63)) }
+                    return (blocks, scales)
+                }
+                let (gub, gus) = mx(2 * I, H, gain: 2), (db, ds) = mx(H, I, gain: 2)
                 tensors += [
-                    ("\(p).mlp.experts.gate_up_proj_blocks", gu.blocks), ("\(p).mlp.experts.gate_up_proj_scales", gu.scales),
-                    ("\(p).mlp.experts.down_proj_blocks", dn.blocks), ("\(p).mlp.experts.down_proj_scales", dn.scales),
+                    ("\(p).mlp.experts.gate_up_proj_blocks", gub), ("\(p).mlp.experts.gate_up_proj_scales", gus),
+                    ("\(p).mlp.experts.down_proj_blocks", db), ("\(p).mlp.experts.down_proj_scales", ds),
                 ]
             } else {
                 tensors += [

@@ -4,15 +4,24 @@ import ArgumentParser
 import Foundation
 import OspreyCore
 import OspreyCPU
+import OspreyCUDA
 
 /// `--device cpu|cuda|auto`.
 enum DeviceChoice: String, ExpressibleByArgument, CaseIterable {
     case cpu, cuda, auto
 
+    /// The backend for this choice: `auto` is the GPU when one can be opened, else the CPU (said on stderr).
     func backend() throws -> any Backend {
         switch self {
-        case .cpu, .auto: return CPUBackend()
-        case .cuda: throw CLIError("the CUDA backend is not available in this build yet; use --device cpu")
+        case .cpu: return CPUBackend()
+        case .cuda: return try CUDABackend(ordinal: 0)
+        case .auto:
+            do {
+                return try CUDABackend(ordinal: 0)
+            } catch {
+                FileHandle.standardError.write(Data("osprey: no usable GPU (\(error)); running on the CPU\n".utf8))
+                return CPUBackend()
+            }
         }
     }
 }

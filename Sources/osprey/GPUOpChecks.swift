@@ -1,0 +1,133 @@
+// The op-by-op half of `osprey gpu-check`: each Backend op on the GPU against the CPU oracle, on
+// fresh random inputs of several shapes (odd sizes, GQA, windows, sinks, every weight dtype,
+// dense and MXFP4 experts). Inputs are made on the host, run through both backends, compared as
+// max |gpu - cpu| / max |cpu|; any NaN fails.
+import Foundation
+import OspreyCore
+import OspreyCPU
+import OspreyCUDA
+
+struct OpChecks {
+    struct Result { let op: String, shape: String, error: Float, passed: Bool }
+
+    let gpu: CUDABackend
+    let cpu = CPUBackend()
+    var seed: UInt64 = 0x1234_5678
+
+    init(gpu: CUDABackend) { self.gpu = gpu }
+
+    mutating func random(_ shape: Shape, _ dtype: DType = .f32, scale: Float = 1) -> Tensor {
+        let t = Tensor(zeros: shape, dtype: dtype)
+        for i in 0..<shape.count {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            let v = (Float(seed >> 40) / Float(1 << 24) * 2 - 1) * scale
+            switch dtype {
+            case .bf16: t.mutableRaw.storeBytes(of: bf16Bits(v), toByteOffset: 2 * i, as: UInt16.self)
+            case .f16: t.mutableRaw.storeBytes(of: f16Bits(v), toByteOffset: 2 * i, as: UInt16.self)
+            case .u8: t.mutableRaw.storeBytes(of: UInt8(truncatingIfNeeded: seed >> 33), toByteOffset: i, as: UInt8.self)
+            default: t.mutableRaw.storeBytes(of: v, toByteOffset: 4 * i, as: Float.self)
+            }
+        }
+        return t
+    }
+
+    func compare(_ op: String, _ shape: String, gpu g: Tensor, cpu c: Tensor, bound: Float = 1e-4) throws -> Result {
+        let a = try gpu.download(g).floats(), b = c.floats()
+        guard a.count == b.count else { return Result(op: op, shape: shape, error: .infinity, passed: false) }
+        var d: Float = 0, m: Float = 0
+        for i in 0..<a.count {
+            if a[i].isNaN || b[i].isNaN { return Result(op: op, shape: shape, error: .nan, passed: false) }
+            d = max(d, abs(a[i] - b[i])); m = max(m, abs(b[i]))
+        }
+        let e = d / max(m, 1e-30)
+        return Result(op: op, shape: shape, error: e, passed: e <= bound)
+    }
+
+    func up(_ t: Tensor) throws -> Tensor { try gpu.upload(t) }
+
+    mutating func runAll() throws -> [Result] {
+        var out: [Result] = []
+        for (V, H, T, dt) in [(300, 96, 5, DType.bf16), (1000, 64, 1, .f32), (77, 2880, 3, .f16)] {
+            let table = random([V, H], dt)
+            let ids = (0..<T).map { Int32(($0 * 37 + 5) % V) }
+            try gpu.beginStep()
+            out.append(try compare("embedding", "V\(V) H\(H) T\(T) \(dt)", gpu: gpu.embedding(up(table), ids: ids), cpu: cpu.embedding(table, ids: ids)))
+        }
+        for (T, H, dt) in [(1, 2880, DType.bf16), (7, 64, .f32), (33, 48, .bf16)] {
+            let x = random([T, H], scale: 3), w = random([H], dt), y = random([T, H])
+            try gpu.beginStep()
+            out.append(try compare("rmsNorm", "T\(T) H\(H) \(dt)", gpu: gpu.rmsNorm(up(x), weight: up(w), eps: 1e-5), cpu: cpu.rmsNorm(x, weight: w, eps: 1e-5)))
+            try gpu.beginStep()
+            out.append(try compare("add", "T\(T) H\(H)", gpu: gpu.add(up(x), up(y)), cpu: cpu.add(x, y)))
+        }
+        for (T, O, I, dt, bias) in [(1, 257, 96, DType.bf16, true), (9, 512, 2880, .bf16, true), (19, 200, 160, .f32, false), (3, 64, 64, .f16, true)] {
+            let x = random([T, I]), w = random([O, I], dt, scale: 0.2), b = bias ? random([O], dt) : nil
+            try gpu.beginStep()
+            out.append(try compare("linear", "T\(T) O\(O) I\(I) \(dt)\(bias ? " +bias" : "")",
+                                   gpu: gpu.linear(up(x), weight: up(w), bias: b.map(up)), cpu: cpu.linear(x, weight: w, bias: b)))
+        }
+        for (T, Hn, D, start) in [(5, 4, 16, 0), (1, 8, 64, 4095), (12, 3, 24, 100_000)] {
+            let x = random([T, Hn, D])
+            let freqs: [Float] = (0..<(D / 2)).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / Double(D))) }
+            let f = Tensor(freqs, shape: [D / 2])
+            try gpu.beginStep()
+            out.append(try compare("rope", "T\(T) heads\(Hn) D\(D) start\(start)", gpu: gpu.rope(up(x), start: start, invFreq: up(f), scaling: 1.3466),
+                                   cpu: cpu.rope(x, start: start, invFreq: f, scaling: 1.3466)))
+        }
+        let attentionCases: [(Int, Int, Int, Int, Int, Int?, Bool, Int)] = [
+            (1, 300, 64, 8, 64, nil, true, 299), (1, 127, 64, 8, 64, 128, true, 500), (7, 20, 6, 2, 16, 5, true, 13),
+            (24, 24, 3, 1, 24, nil, false, 0), (5, 9, 4, 4, 32, 3, true, 4),
+        ]
+        for (T, S, Hq, Hkv, D, window, sinks, qstart) in attentionCases {
+            let q = random([T, Hq, D], scale: 2), k = random([S, Hkv, D], scale: 2), v = random([S, Hkv, D])
+            let s = sinks ? random([Hq], .bf16, scale: 3) : nil
+            let span = AttentionSpan(queryStart: qstart, keyStart: qstart + T - S, window: window)
+            try gpu.beginStep()
+            out.append(try compare("attention", "T\(T) S\(S) Hq\(Hq) Hkv\(Hkv) D\(D) window \(window.map(String.init) ?? "-")\(sinks ? " sinks" : "")",
+                                   gpu: gpu.attention(q: up(q), k: up(k), v: up(v), sinks: s.map(up), span: span, scale: 1 / Float(D).squareRoot()),
+                                   cpu: cpu.attention(q: q, k: k, v: v, sinks: s, span: span, scale: 1 / Float(D).squareRoot())))
+        }
+        for (T, E, k) in [(1, 32, 4), (17, 128, 4), (5, 6, 3)] {
+            let logits = random([T, E], scale: 4)
+            try gpu.beginStep()
+            let g = try gpu.topKSoftmax(up(logits), k: k), c = try cpu.topKSoftmax(logits, k: k)
+            out.append(try compare("topKSoftmax ids", "T\(T) E\(E) k\(k)", gpu: g.ids, cpu: c.ids, bound: 0))
+            out.append(try compare("topKSoftmax weights", "T\(T) E\(E) k\(k)", gpu: g.weights, cpu: c.weights))
+        }
+        for (T, E, k, H, I, mx) in [(1, 32, 4, 2880, 2880, true), (6, 5, 2, 64, 96, true), (4, 3, 2, 48, 32, false), (9, 8, 4, 256, 128, false)] {
+            let x = random([T, H], scale: 2)
+            let logits = random([T, E], scale: 4)
+            let routing = try cpu.topKSoftmax(logits, k: k)
+            let bGU = random([E, 2 * I], .bf16, scale: 0.5), bD = random([E, H], .bf16, scale: 0.5)
+            let hostBank: ExpertBank, devBank: ExpertBank
+            if mx {
+                var gus = random([E, 2 * I, H / 32], .u8), ds = random([E, H, I / 32], .u8)
+                // Scales near 2^0 keep the activations in a useful range; a few extreme ones too.
+                gus = clampScales(gus, sqrtLen: H); ds = clampScales(ds, sqrtLen: I)
+                let gub = random([E, 2 * I, H / 32, 16], .u8), db = random([E, H, I / 32, 16], .u8)
+                hostBank = ExpertBank(weights: .mxfp4(gateUpBlocks: gub, gateUpScales: gus, downBlocks: db, downScales: ds), gateUpBias: bGU, downBias: bD, swigluLimit: 7)
+                devBank = ExpertBank(weights: .mxfp4(gateUpBlocks: try up(gub), gateUpScales: try up(gus), downBlocks: try up(db), downScales: try up(ds)),
+                                     gateUpBias: try up(bGU), downBias: try up(bD), swigluLimit: 7)
+            } else {
+                let gu = random([E, 2 * I, H], .bf16, scale: 0.3), dn = random([E, H, I], .bf16, scale: 0.3)
+                hostBank = ExpertBank(weights: .dense(gateUp: gu, down: dn), gateUpBias: bGU, downBias: bD, swigluLimit: 7)
+                devBank = ExpertBank(weights: .dense(gateUp: try up(gu), down: try up(dn)), gateUpBias: try up(bGU), downBias: try up(bD), swigluLimit: 7)
+            }
+            try gpu.beginStep()
+            let g = try gpu.experts(up(x), bank: devBank, ids: up(routing.ids), weights: up(routing.weights))
+            out.append(try compare("experts", "T\(T) E\(E) k\(k) H\(H) I\(I) \(mx ? "mxfp4" : "bf16")", gpu: g,
+                                   cpu: cpu.experts(x, bank: hostBank, ids: routing.ids, weights: routing.weights)))
+        }
+        return out
+    }
+
+    /// Maps random scale bytes to 2^-(log2(len)/2 + 0..3) around unit-variance outputs, with one 0 and one 254 planted.
+    func clampScales(_ t: Tensor, sqrtLen: Int) -> Tensor {
+        let p = t.mutableRaw.assumingMemoryBound(to: UInt8.self)
+        let base = 127 - Int((log2(Double(sqrtLen)) / 2).rounded())
+        for i in 0..<t.count { p[i] = UInt8(base - Int(p[i] % 4)) }
+        p[0] = 0
+        if t.count > 1 { p[t.count - 1] = 120 }
+        return t
+    }
+}
