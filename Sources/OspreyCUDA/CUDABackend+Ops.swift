@@ -50,11 +50,16 @@ extension CUDABackend {
         if let bias { try requireDevice(bias, "linear"); guard bias.count == O else { throw OspreyError.invalidTensor("linear bias \(bias.shape) for \(O) outputs") } }
         let out = try workspace([T, O])
         let warpsPerBlock = 8
-        try context.launch("Linear", "linear", grid: ((O + warpsPerBlock - 1) / warpsPerBlock, (T + 7) / 8, 1), block: 32 * warpsPerBlock, [
-            .pointer(ptr(x)), .pointer(ptr(weight)), try code(weight, "linear"),
-            .pointer(bias.map(ptr) ?? 0), try bias.map { try code($0, "linear") } ?? .int(0),
-            .pointer(ptr(out)), .int(Int32(T)), .int(Int32(O)), .int(Int32(I)),
-        ])
+        let grid = ((O + warpsPerBlock - 1) / warpsPerBlock, (T + 7) / 8, 1)
+        let biasArgs: [KernelArgument] = [.pointer(bias.map(ptr) ?? 0), try bias.map { try code($0, "linear") } ?? .int(0)]
+        let sizes: [KernelArgument] = [.pointer(ptr(out)), .int(Int32(T)), .int(Int32(O)), .int(Int32(I))]
+        if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0 {
+            try context.launch("Linear", "linear_bf16x8", grid: grid, block: 32 * warpsPerBlock,
+                               [.pointer(ptr(x)), .pointer(ptr(weight))] + biasArgs + sizes)
+        } else {
+            try context.launch("Linear", "linear", grid: grid, block: 32 * warpsPerBlock,
+                               [.pointer(ptr(x)), .pointer(ptr(weight)), try code(weight, "linear")] + biasArgs + sizes)
+        }
         return out
     }
 
@@ -82,7 +87,8 @@ extension CUDABackend {
         let (T, Hq, D) = (q.shape[0], q.shape[1], q.shape[2])
         if let sinks { try requireDevice(sinks, "attention"); guard sinks.count == Hq else { throw OspreyError.invalidTensor("sinks \(sinks.shape) for \(Hq) heads") } }
         let out = try workspace([T, Hq * D])
-        try context.launch("Attention", "attention", grid: (T * Hq, 1, 1), block: 128, [
+        let kernel = [16, 32, 64, 128].contains(D) ? "attention_d\(D)" : "attention"
+        try context.launch("Attention", kernel, grid: (T * Hq, 1, 1), block: 128, [
             .pointer(ptr(q)), .pointer(ptr(k)), .pointer(ptr(v)), .pointer(sinks.map(ptr) ?? 0),
             try sinks.map { try code($0, "attention") } ?? .int(0), .pointer(ptr(out)),
             .int(Int32(Hq)), .int(Int32(k.shape[1])), .int(Int32(k.shape[0])), .int(Int32(D)),
@@ -132,20 +138,26 @@ extension CUDABackend {
             down = (.pointer(0), .int(0), ptr(db), ptr(ds))
         }
         let P = T * k
-        let gu = try workspace([P, twoI]), h = try workspace([P, I]), out = try workspace([T, H])
-        let warps = 8
-        try context.launch("MoE", "moe_gate_up", grid: ((P * twoI + warps - 1) / warps, 1, 1), block: 32 * warps, [
-            .pointer(ptr(x)), .pointer(ptr(ids)), gateUp.0, gateUp.1, .pointer(gateUp.2), .pointer(gateUp.3),
-            .pointer(ptr(bank.gateUpBias)), try code(bank.gateUpBias, "experts"), .pointer(ptr(gu)),
-            .int(Int32(P)), .int(Int32(k)), .int(Int32(H)), .int(Int32(twoI)),
+        let order = try workspace([P], .i32)
+        try context.launch("MoE", "moe_sort", grid: (1, 1, 1), block: 256, sharedBytes: 8 * E,
+                           [.pointer(ptr(ids)), .int(Int32(P)), .int(Int32(E)), .pointer(ptr(order))])
+        let gu = try workspace([P, twoI]), h = try workspace([P, I]), y = try workspace([P, H]), out = try workspace([T, H])
+        let warps = 8, tiles = (P + 7) / 8
+        try context.launch("MoE", "moe_matvec", grid: ((twoI + warps - 1) / warps, tiles, 1), block: 32 * warps, [
+            .pointer(ptr(x)), .int(Int32(k)), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)),
+            gateUp.0, gateUp.1, .pointer(gateUp.2), .pointer(gateUp.3),
+            .pointer(ptr(bank.gateUpBias)), try code(bank.gateUpBias, "experts"), .pointer(ptr(gu)), .int(Int32(twoI)), .int(Int32(H)),
         ])
         try context.launch("MoE", "moe_swiglu", grid: (min((P * I + 255) / 256, 65535), 1, 1), block: 256, [
             .pointer(ptr(gu)), .pointer(ptr(h)), .int64(Int64(P * I)), .float(bank.swigluLimit), .float(bank.alpha),
         ])
-        try context.launch("MoE", "moe_down", grid: ((T * H + warps - 1) / warps, 1, 1), block: 32 * warps, [
-            .pointer(ptr(h)), .pointer(ptr(ids)), .pointer(ptr(weights)), down.0, down.1, .pointer(down.2), .pointer(down.3),
-            .pointer(ptr(bank.downBias)), try code(bank.downBias, "experts"), .pointer(ptr(out)),
-            .int(Int32(T)), .int(Int32(k)), .int(Int32(I)), .int(Int32(H)),
+        try context.launch("MoE", "moe_matvec", grid: ((H + warps - 1) / warps, tiles, 1), block: 32 * warps, [
+            .pointer(ptr(h)), .int(1), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)),
+            down.0, down.1, .pointer(down.2), .pointer(down.3),
+            .pointer(ptr(bank.downBias)), try code(bank.downBias, "experts"), .pointer(ptr(y)), .int(Int32(H)), .int(Int32(I)),
+        ])
+        try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
+            .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
         ])
         return out
     }

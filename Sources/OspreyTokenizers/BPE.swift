@@ -238,53 +238,63 @@ enum BytePair {
 
     private static func mergeHeap(_ scratch: inout MergeScratch, _ pairs: PairMap, into out: inout [Int]) {
         let n = scratch.ids.count
-        scratch.prev.removeAll(keepingCapacity: true)
-        scratch.next.removeAll(keepingCapacity: true)
-        scratch.heap.removeAll(keepingCapacity: true)
-        for i in 0..<n { scratch.prev.append(Int32(i - 1)); scratch.next.append(i + 1 < n ? Int32(i + 1) : -1) }
-        var heap = Heap(storage: scratch.heap)
-        for i in 0..<(n - 1) {
-            let r = pairs.get(scratch.ids[i], scratch.ids[i + 1])
-            if r != UInt64.max { heap.push(r & 0xFFFF_FFFF_0000_0000 | UInt64(i)) }
-        }
-        var alive = [Bool](repeating: true, count: n)
-        while let top = heap.pop() {
-            let pos = Int(top & 0xFFFF_FFFF), rank = top >> 32
-            guard alive[pos] else { continue }
-            let right = Int(scratch.next[pos])
-            guard right >= 0 else { continue }
-            let current = pairs.get(scratch.ids[pos], scratch.ids[right])
-            guard current != UInt64.max, current >> 32 == rank else { continue }   // stale entry
-            scratch.ids[pos] = UInt32(truncatingIfNeeded: current)
-            alive[right] = false
-            let after = Int(scratch.next[right])
-            scratch.next[pos] = Int32(after)
-            if after >= 0 { scratch.prev[after] = Int32(pos) }
-            let before = Int(scratch.prev[pos])
-            if before >= 0 {
-                let r = pairs.get(scratch.ids[before], scratch.ids[pos])
-                if r != UInt64.max { heap.push(r & 0xFFFF_FFFF_0000_0000 | UInt64(before)) }
+        if scratch.prev.count < n { scratch.prev = [Int32](repeating: 0, count: 2 * n) }
+        if scratch.next.count < n { scratch.next = [Int32](repeating: 0, count: 2 * n) }
+        if scratch.heap.count < 3 * n { scratch.heap = [UInt64](repeating: 0, count: 6 * n) }
+        let dead = UInt32.max
+        scratch.ids.withUnsafeMutableBufferPointer { ids in
+        scratch.prev.withUnsafeMutableBufferPointer { prev in
+        scratch.next.withUnsafeMutableBufferPointer { next in
+        scratch.heap.withUnsafeMutableBufferPointer { heapStorage in
+            var heap = UnsafeHeap(storage: heapStorage.baseAddress!, count: 0)
+            for i in 0..<n { prev[i] = Int32(i - 1); next[i] = i + 1 < n ? Int32(i + 1) : -1 }
+            for i in 0..<(n - 1) {
+                let r = pairs.get(ids[i], ids[i + 1])
+                if r != UInt64.max { heap.push(r & 0xFFFF_FFFF_0000_0000 | UInt64(i)) }
             }
-            if after >= 0 {
-                let r = pairs.get(scratch.ids[pos], scratch.ids[after])
-                if r != UInt64.max { heap.push(r & 0xFFFF_FFFF_0000_0000 | UInt64(pos)) }
+            while heap.count > 0 {
+                let top = heap.pop()
+                let pos = Int(top & 0xFFFF_FFFF), rank = top >> 32
+                guard ids[pos] != dead else { continue }
+                let right = Int(next[pos])
+                guard right >= 0 else { continue }
+                let current = pairs.get(ids[pos], ids[right])
+                guard current != UInt64.max, current >> 32 == rank else { continue }   // stale entry
+                ids[pos] = UInt32(truncatingIfNeeded: current)
+                ids[right] = dead
+                let after = Int(next[right])
+                next[pos] = Int32(after)
+                if after >= 0 { prev[after] = Int32(pos) }
+                let before = Int(prev[pos])
+                if before >= 0 {
+                    let r = pairs.get(ids[before], ids[pos])
+                    if r != UInt64.max { heap.push(r & 0xFFFF_FFFF_0000_0000 | UInt64(before)) }
+                }
+                if after >= 0 {
+                    let r = pairs.get(ids[pos], ids[after])
+                    if r != UInt64.max { heap.push(r & 0xFFFF_FFFF_0000_0000 | UInt64(pos)) }
+                }
             }
+            var i = 0
+            while i >= 0 { out.append(Int(ids[i])); i = Int(next[i]) }
         }
-        var i = 0
-        while i >= 0 && i < n { out.append(Int(scratch.ids[i])); i = Int(scratch.next[i]) }
-        scratch.heap = heap.storage
+        }
+        }
+        }
     }
 }
 
-/// Binary min-heap of UInt64 keys (rank << 32 | position: lowest rank, then leftmost, first).
-private struct Heap {
-    var storage: [UInt64]
+/// Binary min-heap of UInt64 keys (rank << 32 | position: lowest rank, then leftmost, first) in
+/// caller-provided storage large enough for every push (3n for a piece of n symbols).
+private struct UnsafeHeap {
+    let storage: UnsafeMutablePointer<UInt64>
+    var count: Int
 
-    mutating func push(_ x: UInt64) {
-        storage.append(x)
-        var i = storage.count - 1
+    @inline(__always) mutating func push(_ x: UInt64) {
+        var i = count
+        count += 1
         while i > 0 {
-            let parent = (i - 1) / 2
+            let parent = (i - 1) >> 1
             if storage[parent] <= x { break }
             storage[i] = storage[parent]
             i = parent
@@ -292,11 +302,11 @@ private struct Heap {
         storage[i] = x
     }
 
-    mutating func pop() -> UInt64? {
-        guard let last = storage.popLast() else { return nil }
-        guard !storage.isEmpty else { return last }
+    @inline(__always) mutating func pop() -> UInt64 {
         let top = storage[0]
-        let n = storage.count
+        count -= 1
+        let last = storage[count]
+        let n = count
         var i = 0
         while true {
             let l = 2 * i + 1

@@ -58,11 +58,18 @@ import OspreyQuant
         let cache = model.makeCache()
         _ = try model.forward([1, 2, 3], cache: cache, allPositions: false)
         #expect(cache.storedTokens(layer: 0) == 3 && cache.storedTokens(layer: 1) == 3)
-        for n in 4...30 {
-            _ = try model.forward([Int32(n)], cache: cache, allPositions: false)
+        let dynamic = try #require(cache as? DynamicCache)
+        var slidingCapacity: Set<Int> = []
+        for n in 4...300 {
+            _ = try model.forward([Int32(n % 256)], cache: cache, allPositions: false)
             #expect(cache.storedTokens(layer: 0) == min(n, 4))  // window - 1
             #expect(cache.storedTokens(layer: 1) == n)
+            slidingCapacity.insert(dynamic.capacityTokens(layer: 0))
+            #expect(dynamic.capacityTokens(layer: 1) >= n)
         }
+        // The sliding layer's memory never changed after the prompt; the full layer's grew past 256.
+        #expect(slidingCapacity.count == 1 && slidingCapacity.first! <= 2 * 64)
+        #expect(dynamic.capacityTokens(layer: 1) >= 300)
     }
 
     @Test func mxfp4ExpertsEqualTheirBf16Expansion() throws {

@@ -31,11 +31,12 @@ __device__ __forceinline__ float e8m0_to_f32(unsigned char s) {
     return s == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(((unsigned int)s) << 23);
 }
 
-// e2m1 nibble -> value.
+// e2m1 nibble -> value, without a table: exponent bits e = (n >> 1) & 3, mantissa m = n & 1;
+// e == 0 is the subnormal 0 or 0.5, else 2^(e-1) * (1 + m/2). Bit 3 is the sign (so 8 is -0).
 __device__ __forceinline__ float e2m1_to_f32(unsigned int nibble) {
-    const float mag[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
-    float v = mag[nibble & 7];
-    return (nibble & 8) ? -v : v;
+    unsigned int e = (nibble >> 1) & 3u, m = nibble & 1u;
+    float mag = e == 0 ? 0.5f * (float)m : __uint_as_float((e + 126u) << 23) * (1.f + 0.5f * (float)m);
+    return __uint_as_float(__float_as_uint(mag) | ((nibble & 8u) << 28));
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

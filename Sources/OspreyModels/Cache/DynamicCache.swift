@@ -1,18 +1,23 @@
-// DynamicCache: the config-aware cache of transformers, on the model's backend. Full-attention layers
-// grow (capacity doubles, rounded to 256 rows, so appends are amortised O(1) and the returned
-// keys are a view, not a copy); sliding-window layers keep only the last `window - 1` positions,
-// which is all a later query can see (key j is visible to query i iff i - j < window), so their
-// memory stops growing at the window whatever the sequence length.
+// DynamicCache: the config-aware cache of transformers, on the model's backend.
+// Full-attention layers grow: capacity doubles (rounded to 256 rows), so appends are amortised
+// O(1) and the keys returned are a view of the buffer, not a copy. Sliding-window layers keep a
+// bounded buffer pair: new rows are appended until the buffer is full, then the last
+// `window - 1` rows (all a later query can see: key j is visible to query i iff i - j < window)
+// are copied to the front of the other buffer and the two swap. So a sliding layer's memory
+// stops growing at a fixed size near twice the window, and steady decoding neither allocates
+// nor copies more than window rows once every ~window tokens.
 import OspreyCore
 
-/// A host-memory KV cache whose sliding layers stop growing at their window.
+/// A KV cache whose sliding layers stop growing at their window.
 public final class DynamicCache: KVCache {
     private struct Layer {
-        let window: Int?
-        var k: Tensor?
-        var v: Tensor?
-        var count = 0       // rows stored
-        var start = 0       // absolute position of row 0
+        let keep: Int?          // window - 1 on sliding layers
+        var k: [Tensor] = []    // one buffer (full) or two (sliding)
+        var v: [Tensor] = []
+        var active = 0
+        var count = 0           // rows stored in the active buffer
+        var start = 0           // absolute position of row 0
+        var capacity: Int { k.first?.shape[0] ?? 0 }
     }
 
     private var layers: [Layer]
@@ -22,56 +27,68 @@ public final class DynamicCache: KVCache {
     /// One entry per layer: the sliding window, or nil for full attention. Keys and values live
     /// on `backend`'s device.
     public init(windows: [Int?], backend: any Backend) {
-        layers = windows.map { Layer(window: $0) }
+        layers = windows.map { Layer(keep: $0.map { max($0 - 1, 0) }) }
         self.backend = backend
     }
 
     public func update(layer index: Int, k: Tensor, v: Tensor) throws -> (k: Tensor, v: Tensor, keyStart: Int) {
         guard k.shape == v.shape, k.shape.rank == 3, k.dtype == .f32, k.device == backend.device else {
-            throw OspreyError.invalidTensor("cache update with k \(k.shape) v \(v.shape)")
+            throw OspreyError.invalidTensor("cache update with k \(k.shape) v \(v.shape) on \(k.device)")
         }
         var l = layers[index]
-        let T = k.shape[0], rowShape = Array(k.shape.dims.dropFirst())
+        let T = k.shape[0], row = Array(k.shape.dims.dropFirst())
         if l.count == 0 { l.start = offset }
-        let total = l.count + T
-        let keep = l.window.map { max($0 - 1, 0) }
-        if l.k == nil || l.k!.shape[0] < total || (keep != nil) {
-            // Sliding layers build [kept + new] afresh (at most window - 1 + T rows); full layers
-            // reallocate only when capacity runs out.
-            let capacity = keep != nil ? total : max(total, 2 * (l.k?.shape[0] ?? 0)).roundedUp(to: 256)
-            l.k = try grow(l.k, count: l.count, capacity: capacity, row: rowShape)
-            l.v = try grow(l.v, count: l.count, capacity: capacity, row: rowShape)
+        if let keep = l.keep {
+            if l.count + T > l.capacity {
+                let kept = min(l.count, keep)
+                if kept + T > l.capacity || l.capacity > 4 * (keep + T) + 64 {
+                    // First use, a chunk bigger than the buffers, or buffers left oversized by a long
+                    // prefill: (re)allocate both, keeping the tail.
+                    let capacity = (keep + max(T, keep + 1)).roundedUp(to: 64)
+                    let fresh = try (0..<2).map { _ in try backend.makeBuffer(Shape([capacity] + row), dtype: .f32) }
+                    let freshV = try (0..<2).map { _ in try backend.makeBuffer(Shape([capacity] + row), dtype: .f32) }
+                    if kept > 0 {
+                        try backend.copyRows(l.k[l.active].rows((l.count - kept)..<l.count), into: fresh[0], at: 0)
+                        try backend.copyRows(l.v[l.active].rows((l.count - kept)..<l.count), into: freshV[0], at: 0)
+                    }
+                    (l.k, l.v, l.active) = (fresh, freshV, 0)
+                } else {
+                    let other = 1 - l.active
+                    try backend.copyRows(l.k[l.active].rows((l.count - kept)..<l.count), into: l.k[other], at: 0)
+                    try backend.copyRows(l.v[l.active].rows((l.count - kept)..<l.count), into: l.v[other], at: 0)
+                    l.active = other
+                }
+                l.start += l.count - kept
+                l.count = kept
+            }
+        } else if l.count + T > l.capacity {
+            let capacity = max(l.count + T, 2 * l.capacity).roundedUp(to: 256)
+            let fk = try backend.makeBuffer(Shape([capacity] + row), dtype: .f32)
+            let fv = try backend.makeBuffer(Shape([capacity] + row), dtype: .f32)
+            if l.count > 0 {
+                try backend.copyRows(l.k[0].rows(0..<l.count), into: fk, at: 0)
+                try backend.copyRows(l.v[0].rows(0..<l.count), into: fv, at: 0)
+            }
+            (l.k, l.v) = ([fk], [fv])
         }
-        try backend.copyRows(k, into: l.k!, at: l.count)
-        try backend.copyRows(v, into: l.v!, at: l.count)
-        let visible = (k: l.k!.rows(0..<total), v: l.v!.rows(0..<total), keyStart: l.start)
-        l.count = total
-        if let keep, l.count > keep {
-            let drop = l.count - keep
-            let tailK = l.k!.rows(drop..<l.count), tailV = l.v!.rows(drop..<l.count)
-            l.k = try copy(tailK); l.v = try copy(tailV)
-            l.count = keep
-            l.start += drop
-        }
+        try backend.copyRows(k, into: l.k[l.active], at: l.count)
+        try backend.copyRows(v, into: l.v[l.active], at: l.count)
+        l.count += T
         layers[index] = l
-        return visible
+        return (l.k[l.active].rows(0..<l.count), l.v[l.active].rows(0..<l.count), l.start)
     }
 
     public func advance(by count: Int) { offset += count }
 
-    public func storedTokens(layer: Int) -> Int { layers[layer].count }
-
-    private func grow(_ old: Tensor?, count: Int, capacity: Int, row: [Int]) throws -> Tensor {
-        let fresh = try backend.makeBuffer(Shape([capacity] + row), dtype: .f32)
-        if let old, count > 0 { try backend.copyRows(old.rows(0..<count), into: fresh, at: 0) }
-        return fresh
+    /// Positions a later query can still attend to: everything on full layers, at most
+    /// window - 1 on sliding layers.
+    public func storedTokens(layer: Int) -> Int {
+        let l = layers[layer]
+        return l.keep.map { min(l.count, $0) } ?? l.count
     }
 
-    private func copy(_ t: Tensor) throws -> Tensor {
-        let out = try backend.makeBuffer(t.shape, dtype: t.dtype)
-        try backend.copyRows(t, into: out, at: 0)
-        return out
-    }
+    /// Rows of key storage allocated for `layer` (both buffers on sliding layers): its memory.
+    public func capacityTokens(layer: Int) -> Int { layers[layer].k.reduce(0) { $0 + $1.shape[0] } }
 }
 
 extension Int {
