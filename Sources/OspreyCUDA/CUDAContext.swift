@@ -79,7 +79,9 @@ public final class CUDAContext: @unchecked Sendable {
 
     /// The CUfunction `function` of the source registered for `layer`, compiling on first use.
     func function(layer: String, _ function: String) throws -> OpaquePointer {
-        let key = "\(layer)/\(function)"
+        // Function names are unique across the kernel sources, so the name alone is the cache key
+        // (no string building per launch); registering a source clears the cache.
+        let key = function
         if let f = functions[key] { return f }
         let source = try registry.source(for: layer)
         let module: OpaquePointer
@@ -100,23 +102,30 @@ public final class CUDAContext: @unchecked Sendable {
         return f!
     }
 
+    /// Implements `layer` with `source` from now on (a kernel package's override); compiled on next use.
+    public func register(layer: String, source: KernelSource) {
+        registry.register(layer: layer, source: source)
+        functions.removeAll()
+    }
+
     /// Launches `function` of `layer` on the stream with `arguments` (each a KernelArgument).
     func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0,
                 _ arguments: [KernelArgument]) throws {
         let f = try self.function(layer: layer, function)
-        // Each argument's bytes in 8-byte slots; kernelParams points at each slot.
-        let slots = UnsafeMutablePointer<UInt64>.allocate(capacity: max(arguments.count, 1))
-        defer { slots.deallocate() }
-        var params = [UnsafeMutableRawPointer?](repeating: nil, count: arguments.count)
-        for (i, a) in arguments.enumerated() {
-            slots[i] = a.bits
-            params[i] = UnsafeMutableRawPointer(slots + i)
-        }
+        // Each argument's bytes in an 8-byte slot; kernelParams points at each slot (stack memory).
         stats.kernelLaunches += 1
-        try params.withUnsafeMutableBufferPointer { p in
-            try driver.check(driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
-                                                   UInt32(sharedBytes), stream, p.baseAddress, nil), "cuLaunchKernel(\(function))")
+        let n = arguments.count
+        let status = withUnsafeTemporaryAllocation(of: UInt64.self, capacity: max(n, 1)) { slots in
+            withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: max(n, 1)) { params in
+                for i in 0..<n {
+                    slots[i] = arguments[i].bits
+                    params[i] = UnsafeMutableRawPointer(slots.baseAddress! + i)
+                }
+                return driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
+                                             UInt32(sharedBytes), stream, params.baseAddress, nil)
+            }
         }
+        if status != 0 { try driver.check(status, "cuLaunchKernel(\(function))") }
     }
 
     // MARK: - Memory

@@ -46,6 +46,10 @@ public struct GptOssConfig: Decodable, Sendable {
     public var outputRouterLogits: Bool?
     public var initializerRange: Double?
     public var useCache: Bool?
+    public var transformersVersion: String?
+    /// `dtype` (transformers 5) or `torch_dtype` (earlier): the dtype the checkpoint was saved in.
+    public var dtype: String?
+    public var torchDtype: String?
 
     // Defaults are transformers' GptOssConfig defaults for fields a config.json leaves out.
     public var resolvedHeadDim: Int { headDim ?? hiddenSize / max(numAttentionHeads, 1) }

@@ -106,7 +106,13 @@ struct GPUCheck: ParsableCommand {
         for _ in 0..<4 { next = try argmax(gpu.download(model.forward([next], cache: cache, allPositions: false))) }  // warm-up
         gpu.context.resetStats()
         let start = clock.now
-        for _ in 0..<decodeTokens { next = try argmax(gpu.download(model.forward([next], cache: cache, allPositions: false))) }
+        var enqueue = Duration.zero  // host time spent issuing the step's work (the GPU runs behind it)
+        for _ in 0..<decodeTokens {
+            let a = clock.now
+            let logits = try model.forward([next], cache: cache, allPositions: false)
+            enqueue += clock.now - a
+            next = try argmax(gpu.download(logits))
+        }
         let elapsed = clock.now - start
         let secs = { (d: Duration) in Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
         let s = gpu.context.stats
@@ -114,6 +120,7 @@ struct GPUCheck: ParsableCommand {
         return [
             "- load: \(String(format: "%.2f", secs(loaded - t0))) s; prefill 128 tokens: \(String(format: "%.3f", secs(prefilled - loaded))) s",
             "- decode, batch 1: \(String(format: "%.1f", n / secs(elapsed))) tok/s over \(decodeTokens) tokens (after 4 warm-up tokens)",
+            "- host time issuing each step: \(String(format: "%.2f", secs(enqueue) / n * 1000)) ms of \(String(format: "%.2f", secs(elapsed) / n * 1000)) ms per token",
             "- per decoded token: \(String(format: "%.1f", Double(s.kernelLaunches) / n)) kernel launches, \(String(format: "%.2f", Double(s.deviceAllocations) / n)) device allocations, \(String(format: "%.2f", Double(s.hostSynchronizations) / n)) host synchronisations, \(s.kernelCompilations) compilations in all",
         ]
     }
