@@ -28,6 +28,8 @@ let package = Package(
             "OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyJinja", "OspreyGeneration",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "tokenizer-throughput", dependencies: ["OspreyTokenizers"],
+                          path: "benchmarks/tokenizer_throughput", exclude: ["compare.py"]),
         .testTarget(name: "OspreyCoreTests", dependencies: ["OspreyCore"]),
         .testTarget(name: "OspreyCUDATests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyCUDA"]),
         .testTarget(name: "OspreyCPUTests", dependencies: ["OspreyCore", "OspreyCPU"]),

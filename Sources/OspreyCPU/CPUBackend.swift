@@ -16,12 +16,21 @@ public struct CPUBackend: Backend {
     public func makeBuffer(_ shape: Shape, dtype: DType) throws -> Tensor { Tensor(zeros: shape, dtype: dtype) }
 
     public func copyRows(_ source: Tensor, into destination: Tensor, at row: Int) throws {
-        let rows = source.shape[0]
-        guard source.dtype == destination.dtype, source.shape.dims.dropFirst() == destination.shape.dims.dropFirst(),
-              row >= 0, row + rows <= destination.shape[0] else {
+        guard Self.fits(source, into: destination, at: row) else {
             throw OspreyError.invalidTensor("copy of \(source.shape) into \(destination.shape) at row \(row)")
         }
-        destination.rows(row..<(row + rows)).mutableRaw.copyMemory(from: source.raw, byteCount: source.byteCount)
+        destination.rows(row..<(row + source.shape[0])).mutableRaw.copyMemory(from: source.raw, byteCount: source.byteCount)
+    }
+
+    /// Whether `source`'s rows fit `destination` from `row` on (same dtype and row shape).
+    // Kept out of line: with the checks inlined, Swift 6.3's optimizer returned from
+    // copyRows with the error register set (a spurious throw) in release builds.
+    @inline(never)
+    static func fits(_ source: Tensor, into destination: Tensor, at row: Int) -> Bool {
+        let (s, d) = (source.shape.dims, destination.shape.dims)
+        guard source.dtype == destination.dtype, s.count == d.count, s.count >= 1, row >= 0 else { return false }
+        for i in 1..<s.count where s[i] != d[i] { return false }
+        return row + s[0] <= d[0]
     }
 
     public func embedding(_ table: Tensor, ids: [Int32]) throws -> Tensor {
@@ -36,9 +45,13 @@ public struct CPUBackend: Backend {
     }
 
     public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) throws -> Tensor {
-        let H = x.shape[-1], T = x.count / H
+        let H = x.shape[-1]
         guard weight.count == H else { throw OspreyError.invalidTensor("rms norm weight \(weight.shape) for rows of \(H)") }
-        let w = weight.floats()  // an array: no pointer into a temporary tensor
+        return rmsNormRows(x, weight: weight.floats(), eps: eps)
+    }
+
+    private func rmsNormRows(_ x: Tensor, weight w: [Float], eps: Float) -> Tensor {
+        let H = w.count, T = x.count / H
         let out = Tensor(zeros: x.shape, dtype: .f32)
         let xp = x.f32Pointer, op = out.f32Pointer
         for t in 0..<T {

@@ -155,9 +155,10 @@ struct MergeScratch {
 /// -> ids. Open addressing; cleared when half full, so memory stays bounded on any input.
 struct PieceCache {
     private static let capacity = 1 << 13
-    /// Shorter pieces merge faster than a cache probe.
-    static let minimumLength = 4
-    private var slots = [Int32](repeating: -1, count: PieceCache.capacity)
+    // Measured (benchmarks/results/tokenizer-throughput.md): for pieces under ~24 bytes a probe
+    // plus insert costs more than merging (code: 34 MB/s cached from 4 bytes vs 57 uncached).
+    static let minimumLength = 24
+    private var slots: [Int32] = []     // allocated on first insert: most encode calls are short
     private var hashes: [UInt64] = []
     private var keyStarts: [Int] = [], keyLengths: [Int] = []
     private var idStarts: [Int] = [], idLengths: [Int] = []
@@ -166,6 +167,7 @@ struct PieceCache {
 
     /// Appends the cached ids of the piece to `out`; false when not cached.
     mutating func lookup(_ hash: UInt64, _ p: UnsafePointer<UInt8>, _ n: Int, into out: inout [Int]) -> Bool {
+        if slots.isEmpty { return false }
         var s = Int(truncatingIfNeeded: hash) & (Self.capacity - 1)
         while true {
             let e = Int(slots[s])
@@ -182,6 +184,7 @@ struct PieceCache {
     }
 
     mutating func insert(_ hash: UInt64, _ p: UnsafePointer<UInt8>, _ n: Int, ids newIDs: ArraySlice<Int>) {
+        if slots.isEmpty { slots = [Int32](repeating: -1, count: Self.capacity) }
         if hashes.count >= Self.capacity / 2 || keys.count > 1 << 20 {
             for i in slots.indices { slots[i] = -1 }
             hashes.removeAll(keepingCapacity: true); keyStarts.removeAll(keepingCapacity: true)
@@ -200,7 +203,7 @@ struct PieceCache {
 }
 
 enum BytePair {
-    static let heapThreshold = 48
+    static let heapThreshold = 32
 
     /// Merges `scratch.ids` (the initial symbols) and appends the resulting ids to `out`.
     static func merge(_ scratch: inout MergeScratch, _ pairs: PairMap, into out: inout [Int]) {

@@ -7,6 +7,7 @@ import Foundation
 
 /// A tokenizer loaded from a Hugging Face tokenizer.json.
 public final class HFTokenizer: Tokenizer {
+    /// One more than the largest id (model vocabulary and added tokens).
     public let vocabularySize: Int
 
     private let spec: TokenizerJSONSpec
@@ -16,6 +17,7 @@ public final class HFTokenizer: Tokenizer {
     private let vocab: [String: Int]
     private let idToToken: [String?]
     private let addedByID: [Int: AddedTokenSpec]
+    private let addedByContent: [String: Int]
     private let rawAdded: [AddedTokenSpec], rawMatcher: LiteralMatcher
     private let normalizedAdded: [AddedTokenSpec], normalizedMatcher: LiteralMatcher
     private let unkID: Int?
@@ -28,8 +30,11 @@ public final class HFTokenizer: Tokenizer {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw TokenizerError.unreadableFile(path: url.path, reason: "cannot open")
         }
-        let spec = try TokenizerJSONReader(file: file).read(data)
-        self.spec = spec
+        var spec = try TokenizerJSONReader(file: file).read(data)
+        spec.addedTokens = Self.assignAddedTokenIDs(spec.addedTokens, vocab: spec.model.vocab)
+        var stored = spec
+        stored.model.merges = []      // only needed to build the pair map below
+        self.spec = stored
         let byteLevel = try Self.isByteLevel(spec.preTokenizer, file: file)
         self.byteLevel = byteLevel
         fastPattern = Self.fastPattern(spec.preTokenizer)
@@ -82,11 +87,34 @@ public final class HFTokenizer: Tokenizer {
         var byID: [Int: AddedTokenSpec] = [:]
         for t in spec.addedTokens { byID[t.id] = t }
         addedByID = byID
+        var byContent: [String: Int] = [:]
+        for t in spec.addedTokens where byContent[t.content] == nil { byContent[t.content] = t.id }
+        addedByContent = byContent
         rawAdded = spec.addedTokens.filter { !$0.normalized }
         rawMatcher = LiteralMatcher(rawAdded.map { Array($0.content.utf8) })
         normalizedAdded = spec.addedTokens.filter(\.normalized)
         let normalizer = spec.normalizer
         normalizedMatcher = LiteralMatcher(normalizedAdded.map { Array((normalizer?.apply($0.content) ?? $0.content).utf8) })
+    }
+
+    /// `tokenizers` does not trust the ids written in `added_tokens`: content already in the model
+    /// vocabulary (or added before) keeps that id, new content gets the next id after the vocabulary.
+    private static func assignAddedTokenIDs(_ tokens: [AddedTokenSpec], vocab: [String: Int]) -> [AddedTokenSpec] {
+        var assigned: [String: Int] = [:]
+        var maxAdded: Int?
+        return tokens.map { token in
+            var t = token
+            if let id = assigned[t.content] ?? vocab[t.content] {
+                t.id = id
+            } else if let max = maxAdded, max >= vocab.count || vocab.isEmpty {
+                t.id = max + 1
+            } else {
+                t.id = vocab.count
+            }
+            assigned[t.content] = t.id
+            maxAdded = max(maxAdded ?? t.id, t.id)
+            return t
+        }
     }
 
     /// The pre-tokenizer maps bytes to GPT-2 characters (its ByteLevel must come last).
@@ -261,7 +289,7 @@ public final class HFTokenizer: Tokenizer {
     }
 
     public func tokenID(for token: String) -> Int? {
-        if let added = spec.addedTokens.first(where: { $0.content == token }) { return added.id }
+        if let id = addedByContent[token] { return id }
         return vocab[token]
     }
 }

@@ -62,6 +62,7 @@ public final class TiktokenEncoding: Tokenizer {
         self.name = name
         self.pattern = .o200k
         self.specialTokens = specialTokens
+        allSpecialTokens = Set(specialTokens.keys)
         var bytes: [UInt8] = [], entryStarts: [Int] = [0], values: [Int32] = []
         let maxRank = ranks.map(\.rank).max() ?? -1
         var starts = [Int](repeating: -1, count: maxRank + 2)
@@ -145,7 +146,7 @@ public final class TiktokenEncoding: Tokenizer {
     }
 
     /// Every special token's text, for `encode(_:allowedSpecial:)` with tiktoken's "all".
-    public var allSpecialTokens: Set<String> { Set(specialTokens.keys) }
+    public let allSpecialTokens: Set<String>
 
     /// `Tokenizer` conformance: special-token text is matched (as Hugging Face tokenizers does);
     /// tiktoken adds no BOS/EOS, so `addSpecialTokens` changes nothing.

@@ -115,33 +115,92 @@ enum JSONValue: Decodable, Sendable {
     var isNull: Bool { if case .null = self { return true }; return false }
 }
 
+/// tokenizer.json's top level: the model typed (it is most of the file, and typed decoding is
+/// several times faster than `JSONValue`), the small components as `JSONValue`.
+private struct RootJSON: Decodable {
+    var added_tokens: JSONValue?
+    var normalizer: JSONValue?
+    var pre_tokenizer: JSONValue?
+    var post_processor: JSONValue?
+    var decoder: JSONValue?
+    var truncation: JSONValue?
+    var padding: JSONValue?
+    var model: ModelJSON?
+}
+
+private struct ModelJSON: Decodable {
+    var kind: String
+    var vocab: [String: Int]?
+    var merges: [(String, String)]?
+    var unkToken: String?, continuingSubwordPrefix: String?, endOfWordSuffix: String?
+    var fuseUnk: Bool?, byteFallback: Bool?, ignoreMerges: Bool?
+    var dropout: Double?
+
+    enum Keys: String, CodingKey {
+        case type, vocab, merges, unk_token, continuing_subword_prefix, end_of_word_suffix, fuse_unk, byte_fallback, ignore_merges, dropout
+    }
+
+    /// A merge written as "a b" or as ["a", "b"].
+    private struct Merge: Decodable {
+        var pair: (String, String)
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let s = try? c.decode(String.self), let space = s.utf8.firstIndex(of: 0x20) {
+                pair = (String(s[..<space]), String(s[s.utf8.index(after: space)...]))
+            } else if let l = try? c.decode([String].self), l.count == 2 {
+                pair = (l[0], l[1])
+            } else {
+                throw DecodingError.typeMismatch(String.self, .init(codingPath: decoder.codingPath, debugDescription: "expected \"a b\" or [a, b]"))
+            }
+        }
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        let merges = try c.decodeIfPresent([Merge].self, forKey: .merges)
+        kind = try c.decodeIfPresent(String.self, forKey: .type) ?? (merges != nil ? "BPE" : "unknown")
+        guard kind == "BPE" else { return }
+        vocab = try c.decodeIfPresent([String: Int].self, forKey: .vocab)
+        self.merges = merges?.map(\.pair)
+        unkToken = try c.decodeIfPresent(String.self, forKey: .unk_token)
+        continuingSubwordPrefix = try c.decodeIfPresent(String.self, forKey: .continuing_subword_prefix)
+        endOfWordSuffix = try c.decodeIfPresent(String.self, forKey: .end_of_word_suffix)
+        fuseUnk = try c.decodeIfPresent(Bool.self, forKey: .fuse_unk)
+        byteFallback = try c.decodeIfPresent(Bool.self, forKey: .byte_fallback)
+        ignoreMerges = try c.decodeIfPresent(Bool.self, forKey: .ignore_merges)
+        dropout = try c.decodeIfPresent(Double.self, forKey: .dropout)
+    }
+}
+
 /// Parses tokenizer.json; `file` names it in errors.
 struct TokenizerJSONReader {
     let file: String
 
     func read(_ data: Data) throws -> TokenizerJSONSpec {
-        let parsed: JSONValue
+        let parsed: RootJSON
         do {
-            parsed = try JSONDecoder().decode(JSONValue.self, from: data)
+            parsed = try JSONDecoder().decode(RootJSON.self, from: data)
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
+                let DecodingError.keyNotFound(_, context) {
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            throw TokenizerError.malformed(file: file, field: path.isEmpty ? "(root)" : String(path.drop { $0 == "." }),
+                                           reason: context.debugDescription)
         } catch {
             throw TokenizerError.malformed(file: file, field: "(root)", reason: "invalid JSON (\(error))")
         }
-        guard let root = parsed.object else {
-            throw TokenizerError.malformed(file: file, field: "(root)", reason: "not a JSON object")
-        }
-        for key in ["truncation", "padding"] where !(root[key] == nil || root[key]?.isNull == true) {
+        for (key, value) in [("truncation", parsed.truncation), ("padding", parsed.padding)] where !(value == nil || value?.isNull == true) {
             throw TokenizerError.unsupportedComponent(file: file, component: "\(key) (only null is supported)")
         }
-        guard let modelObject = root["model"]?.object else {
+        guard let modelObject = parsed.model else {
             throw TokenizerError.malformed(file: file, field: "model", reason: "missing or not an object")
         }
         return TokenizerJSONSpec(
-            addedTokens: try addedTokens(root["added_tokens"]),
-            normalizer: try optional(root["normalizer"], "normalizer", normalizer),
-            preTokenizer: try optional(root["pre_tokenizer"], "pre_tokenizer", preTokenizer),
+            addedTokens: try addedTokens(parsed.added_tokens),
+            normalizer: try optional(parsed.normalizer, "normalizer", normalizer),
+            preTokenizer: try optional(parsed.pre_tokenizer, "pre_tokenizer", preTokenizer),
             model: try model(modelObject),
-            postProcessor: try optional(root["post_processor"], "post_processor", postProcessor),
-            decoder: try optional(root["decoder"], "decoder", decoder))
+            postProcessor: try optional(parsed.post_processor, "post_processor", postProcessor),
+            decoder: try optional(parsed.decoder, "decoder", decoder))
     }
 
     // MARK: - Helpers
@@ -287,35 +346,18 @@ struct TokenizerJSONReader {
         }
     }
 
-    private func model(_ o: [String: JSONValue]) throws -> BPEModelSpec {
-        let kind = (o["type"]?.string) ?? (o["merges"] != nil ? "BPE" : "unknown")
-        guard kind == "BPE" else { throw TokenizerError.unsupportedComponent(file: file, component: "model type \(kind)") }
-        if let dropout = o["dropout"], !dropout.isNull, (dropout.double ?? 1) != 0 {
+    private func model(_ o: ModelJSON) throws -> BPEModelSpec {
+        guard o.kind == "BPE" else { throw TokenizerError.unsupportedComponent(file: file, component: "model type \(o.kind)") }
+        if let dropout = o.dropout, dropout != 0 {
             throw TokenizerError.unsupportedComponent(file: file, component: "BPE dropout")
         }
-        guard let rawVocab = o["vocab"]?.object else { throw malformed("model.vocab", "missing or not an object") }
-        var vocab: [String: Int] = [:]
-        vocab.reserveCapacity(rawVocab.count)
-        for (token, value) in rawVocab {
-            guard let id = int(value), id >= 0 else { throw malformed("model.vocab[\(token.debugDescription)]", "not a non-negative integer") }
-            vocab[token] = id
+        guard let vocab = o.vocab else { throw malformed("model.vocab", "missing") }
+        if let (token, _) = vocab.first(where: { $0.value < 0 }) {
+            throw malformed("model.vocab[\(token.debugDescription)]", "negative id")
         }
-        guard let rawMerges = o["merges"]?.array else { throw malformed("model.merges", "missing or not a list") }
-        var merges: [(String, String)] = []
-        merges.reserveCapacity(rawMerges.count)
-        for (i, m) in rawMerges.enumerated() {
-            if let s = m.string, let space = s.utf8.firstIndex(of: 0x20) {
-                merges.append((String(s[..<space]), String(s[s.utf8.index(after: space)...])))
-            } else if let pair = m.array, pair.count == 2, let a = pair[0].string, let b = pair[1].string {
-                merges.append((a, b))
-            } else {
-                throw malformed("model.merges[\(i)]", "expected \"a b\" or [a, b]")
-            }
-        }
-        return BPEModelSpec(vocab: vocab, merges: merges, unkToken: o["unk_token"]?.string,
-                            continuingSubwordPrefix: (o["continuing_subword_prefix"]?.string) ?? "",
-                            endOfWordSuffix: (o["end_of_word_suffix"]?.string) ?? "",
-                            fuseUnk: bool(o, "fuse_unk", default: false), byteFallback: bool(o, "byte_fallback", default: false),
-                            ignoreMerges: bool(o, "ignore_merges", default: false))
+        guard let merges = o.merges else { throw malformed("model.merges", "missing") }
+        return BPEModelSpec(vocab: vocab, merges: merges, unkToken: o.unkToken,
+                            continuingSubwordPrefix: o.continuingSubwordPrefix ?? "", endOfWordSuffix: o.endOfWordSuffix ?? "",
+                            fuseUnk: o.fuseUnk ?? false, byteFallback: o.byteFallback ?? false, ignoreMerges: o.ignoreMerges ?? false)
     }
 }

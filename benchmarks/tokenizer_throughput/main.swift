@@ -7,7 +7,7 @@ import OspreyTokenizers
 
 let args = CommandLine.arguments
 guard args.count >= 3 else {
-    FileHandle.standardError.write("usage: tokenizer-throughput VOCAB_DIR TEXT_FILE [REPEATS]\n".data(using: .utf8)!)
+    FileHandle.standardError.write(Data("usage: tokenizer-throughput VOCAB_DIR TEXT_FILE [REPEATS]\n".utf8))
     exit(2)
 }
 let repeats = args.count > 3 ? Int(args[3]) ?? 3 : 3
@@ -29,6 +29,6 @@ do {
     let mbps = Double(data.count) / 1e6 / best
     print("{\"bytes\": \(data.count), \"tokens\": \(ids.count), \"seconds\": \(best), \"mb_per_s\": \(mbps), \"load_seconds\": \(loadSeconds), \"ids_fnv1a\": \"\(String(hash, radix: 16))\"}")
 } catch {
-    FileHandle.standardError.write("tokenizer-throughput: \(error)\n".data(using: .utf8)!)
+    FileHandle.standardError.write(Data("tokenizer-throughput: \(error)\n".utf8))
     exit(1)
 }
