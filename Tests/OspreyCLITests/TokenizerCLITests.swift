@@ -8,9 +8,11 @@ enum SharedPaths {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../../../shared").standardizedFileURL
     static let data = root.appendingPathComponent("data")
-    static func lines(_ path: String) throws -> [[String: Any]] {
+    /// Each fixture line as its raw text (Foundation's JSON would reorder object keys, which
+    /// changes how tool schemas render) and parsed, for reading the expectations.
+    static func lines(_ path: String) throws -> [(raw: String, record: [String: Any])] {
         try String(contentsOf: root.appendingPathComponent(path), encoding: .utf8).split(separator: "\n").map {
-            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+            (String($0), try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])
         }
     }
 }
@@ -29,8 +31,11 @@ enum SharedPaths {
     }
 
     @Test func renderHarmonyMatchesOpenAIHarmony() throws {
-        let records = try SharedPaths.lines("fixtures/tokenizers/harmony.jsonl").filter { ($0["kind"] as? String)?.hasPrefix("render") == true }.prefix(12)
-        let input = try records.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }.joined(separator: "\n") + "\n"
+        let lines = try SharedPaths.lines("fixtures/tokenizers/harmony.jsonl").filter {
+            ($0.record["kind"] as? String)?.hasPrefix("render") == true && ($0.record["tokenizer"] as? String) == "o200k_harmony"
+        }.prefix(12)
+        let records = lines.map(\.record)
+        let input = lines.map(\.raw).joined(separator: "\n") + "\n"
         let r = try osprey(["render-harmony", "--vocab-dir", SharedPaths.data.path], stdin: input)
         #expect(r.status == 0, "\(r.err)")
         let outputs = r.out.split(separator: "\n")
@@ -42,12 +47,9 @@ enum SharedPaths {
     }
 
     @Test func chatTemplateMatchesTransformers() throws {
-        let cases = try SharedPaths.lines("fixtures/chat_templates/cases.jsonl").filter { ($0["template"] as? String) == "qwen3-8b.chat_template.jinja" }
-        let input = try cases.map { c in
-            var line: [String: Any] = ["messages": c["messages"]!, "kwargs": c["kwargs"] ?? [:]]
-            if let tools = c["tools"] { line["tools"] = tools }
-            return String(decoding: try JSONSerialization.data(withJSONObject: line), as: UTF8.self)
-        }.joined(separator: "\n") + "\n"
+        let lines = try SharedPaths.lines("fixtures/chat_templates/cases.jsonl").filter { ($0.record["template"] as? String) == "qwen3-8b.chat_template.jinja" }
+        let cases = lines.map(\.record)
+        let input = lines.map(\.raw).joined(separator: "\n") + "\n"
         let template = SharedPaths.data.appendingPathComponent("qwen3-8b.chat_template.jinja").path
         let r = try osprey(["chat-template", "--template", template], stdin: input)
         #expect(r.status == 0, "\(r.err)")
