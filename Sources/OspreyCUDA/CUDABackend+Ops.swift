@@ -104,7 +104,8 @@ extension CUDABackend {
         let E = logits.shape[-1], T = logits.count / E
         guard k >= 1 && k <= E else { throw OspreyError.invalidArgument("top-\(k) of \(E) experts") }
         let ids = try workspace([T, k], .i32), w = try workspace([T, k])
-        try context.launch("MoE", "topk_softmax", grid: ((T + 127) / 128, 1, 1), block: 128, [
+        guard k <= 32, E <= 32 * 128 else { throw OspreyError.invalidArgument("top-\(k) of \(E) experts: the CUDA router takes k ≤ 32 and E ≤ 4096") }
+        try context.launch("MoE", "topk_softmax", grid: ((T + 3) / 4, 1, 1), block: 128, [
             .pointer(ptr(logits)), .int(Int32(T)), .int(Int32(E)), .int(Int32(k)), .pointer(ptr(ids)), .pointer(ptr(w)),
         ])
         return (ids, w)
@@ -142,9 +143,11 @@ extension CUDABackend {
         try context.launch("MoE", "moe_sort", grid: (1, 1, 1), block: 256, sharedBytes: 8 * E,
                            [.pointer(ptr(ids)), .int(Int32(P)), .int(Int32(E)), .pointer(ptr(order))])
         let gu = try workspace([P, twoI]), h = try workspace([P, I]), y = try workspace([P, H]), out = try workspace([T, H])
-        let warps = 8, tiles = (P + 7) / 8
+        // Decode-sized batches give each (pair, row) its own warp; larger ones share rows across 8 pairs.
+        let tile = P <= 64 ? 1 : 8
+        let warps = 8, tiles = (P + tile - 1) / tile
         try context.launch("MoE", "moe_matvec", grid: ((twoI + warps - 1) / warps, tiles, 1), block: 32 * warps, [
-            .pointer(ptr(x)), .int(Int32(k)), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)),
+            .pointer(ptr(x)), .int(Int32(k)), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)), .int(Int32(tile)),
             gateUp.0, gateUp.1, .pointer(gateUp.2), .pointer(gateUp.3),
             .pointer(ptr(bank.gateUpBias)), try code(bank.gateUpBias, "experts"), .pointer(ptr(gu)), .int(Int32(twoI)), .int(Int32(H)),
         ])
@@ -152,7 +155,7 @@ extension CUDABackend {
             .pointer(ptr(gu)), .pointer(ptr(h)), .int64(Int64(P * I)), .float(bank.swigluLimit), .float(bank.alpha),
         ])
         try context.launch("MoE", "moe_matvec", grid: ((H + warps - 1) / warps, tiles, 1), block: 32 * warps, [
-            .pointer(ptr(h)), .int(1), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)),
+            .pointer(ptr(h)), .int(1), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)), .int(Int32(tile)),
             down.0, down.1, .pointer(down.2), .pointer(down.3),
             .pointer(ptr(bank.downBias)), try code(bank.downBias, "experts"), .pointer(ptr(y)), .int(Int32(H)), .int(Int32(I)),
         ])

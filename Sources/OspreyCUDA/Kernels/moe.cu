@@ -12,25 +12,38 @@
 
 #define PAIR_TILE 8
 
-// One thread per token: ids[t, :k] and w[t, :k].
+// One warp per token: k rounds of a warp-wide argmax over the experts not yet taken (ties to
+// the lower index), then softmax over the k picked logits. ids[t, :k], w[t, :k].
 extern "C" __global__ void topk_softmax(const float* logits, int T, int E, int k, int* ids, float* w) {
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    int t = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
     if (t >= T) return;
     const float* row = logits + (long long)t * E;
+    unsigned long long takenLo = 0ull, takenHi = 0ull;  // per lane: which of its experts are taken (E <= 32 * 128)
+    float picked = 0.f;
     for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            bool taken = false;
-            for (int p = 0; p < j; p++) taken |= ids[t * k + p] == e;
-            if (!taken && (best < 0 || row[e] > row[best])) best = e;
+        float best = -INFINITY;
+        int bestIdx = 0x7fffffff;
+        for (int e = lane, slot = 0; e < E; e += 32, slot++) {
+            bool taken = slot < 64 ? (takenLo >> slot) & 1ull : (takenHi >> (slot - 64)) & 1ull;
+            if (!taken && (row[e] > best || (row[e] == best && e < bestIdx))) { best = row[e]; bestIdx = e; }
         }
-        ids[t * k + j] = best;
+        for (int o = 16; o > 0; o >>= 1) {
+            float ob = __shfl_xor_sync(0xffffffffu, best, o);
+            int oi = __shfl_xor_sync(0xffffffffu, bestIdx, o);
+            if (ob > best || (ob == best && oi < bestIdx)) { best = ob; bestIdx = oi; }
+        }
+        if ((bestIdx & 31) == lane) {
+            int slot = bestIdx >> 5;
+            if (slot < 64) takenLo |= 1ull << slot; else takenHi |= 1ull << (slot - 64);
+        }
+        if (lane == j) picked = best;
+        if (lane == 0) ids[t * k + j] = bestIdx;
     }
-    float m = row[ids[t * k]];
-    for (int j = 1; j < k; j++) m = fmaxf(m, row[ids[t * k + j]]);
-    float sum = 0.f;
-    for (int j = 0; j < k; j++) { float e = expf(row[ids[t * k + j]] - m); w[t * k + j] = e; sum += e; }
-    for (int j = 0; j < k; j++) w[t * k + j] /= sum;
+    // picked logits sit in lanes 0..k-1 (k <= 32), the first (largest) in lane 0.
+    float m = __shfl_sync(0xffffffffu, picked, 0);
+    float ex = lane < k ? expf(picked - m) : 0.f;
+    float sum = warp_sum(ex);
+    if (lane < k) w[t * k + lane] = ex / sum;
 }
 
 // order[0:P] = pair indices sorted by expert id. One block; shared memory 2 * E ints.
@@ -84,13 +97,14 @@ __device__ __forceinline__ void load32(float* w, const void* W, int wdt, const u
     }
 }
 
-// Grid: x over rows (one warp per row), y over tiles of PAIR_TILE sorted pairs. MXFP4 needs cols % 32 == 0.
-extern "C" __global__ void moe_matvec(const float* in, int div, const int* ids, const int* order, int P,
+// Grid: x over rows (one warp per row), y over tiles of `tile` (<= PAIR_TILE) sorted pairs: 1 for
+// decode-sized batches (more warps in flight), PAIR_TILE when pairs share experts. MXFP4 needs cols % 32 == 0.
+extern "C" __global__ void moe_matvec(const float* in, int div, const int* ids, const int* order, int P, int tile,
                                       const void* W, int wdt, const unsigned char* blocks, const unsigned char* scales,
                                       const void* bias, int bdt, float* out, int rows, int cols) {
     int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
     if (r >= rows) return;
-    int begin = blockIdx.y * PAIR_TILE, end = min(begin + PAIR_TILE, P);
+    int begin = blockIdx.y * tile, end = min(begin + tile, P);
     int pos = begin;
     while (pos < end) {
         int e = ids[order[pos]];
