@@ -114,12 +114,18 @@ struct GPUCheck: ParsableCommand {
             next = try argmax(gpu.download(logits))
         }
         let elapsed = clock.now - start
+        // Prefill of one 2,048-token prompt (fresh cache; its kernels are compiled already).
+        let longPrompt = (0..<2048).map { Int32(($0 * 31 + 7) % model.vocabularySize) }
+        let prefillStart = clock.now
+        _ = try argmax(gpu.download(model.forward(longPrompt, cache: model.makeCache(), allPositions: false)))
+        let prefillTime = clock.now - prefillStart
         let secs = { (d: Duration) in Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
         let s = gpu.context.stats
         let n = Double(decodeTokens)
         return [
             "- load: \(String(format: "%.2f", secs(loaded - t0))) s; prefill 128 tokens: \(String(format: "%.3f", secs(prefilled - loaded))) s",
             "- decode, batch 1: \(String(format: "%.1f", n / secs(elapsed))) tok/s over \(decodeTokens) tokens (after 4 warm-up tokens)",
+            "- prefill, one 2,048-token prompt: \(String(format: "%.0f", 2048 / secs(prefillTime))) tok/s",
             "- host time issuing each step: \(String(format: "%.2f", secs(enqueue) / n * 1000)) ms of \(String(format: "%.2f", secs(elapsed) / n * 1000)) ms per token",
             "- per decoded token: \(String(format: "%.1f", Double(s.kernelLaunches) / n)) kernel launches, \(String(format: "%.2f", Double(s.deviceAllocations) / n)) device allocations, \(String(format: "%.2f", Double(s.hostSynchronizations) / n)) host synchronisations, \(s.kernelCompilations) compilations in all",
         ]
