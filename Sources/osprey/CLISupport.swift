@@ -19,7 +19,9 @@ enum DeviceChoice: String, ExpressibleByArgument, CaseIterable {
             do {
                 return try CUDABackend(ordinal: 0)
             } catch {
-                FileHandle.standardError.write(Data("osprey: no usable GPU (\(error)); running on the CPU\n".utf8))
+                let reason: String
+                if case CUDAError.libraryNotFound(let library, _) = error { reason = "\(library) not found" } else { reason = "\(error)" }
+                FileHandle.standardError.write(Data("osprey: no usable GPU (\(reason)); running on the CPU\n".utf8))
                 return CPUBackend()
             }
         }
