@@ -143,25 +143,34 @@ extension CUDABackend {
         try context.launch("MoE", "moe_sort", grid: (1, 1, 1), block: 256, sharedBytes: 8 * E,
                            [.pointer(ptr(ids)), .int(Int32(P)), .int(Int32(E)), .pointer(ptr(order))])
         let gu = try workspace([P, twoI]), h = try workspace([P, I]), y = try workspace([P, H]), out = try workspace([T, H])
-        // Decode-sized batches give each (pair, row) its own warp; larger ones share rows across 8 pairs.
-        let tile = P <= 64 ? 1 : 8
-        let warps = 8, tiles = (P + tile - 1) / tile
-        try context.launch("MoE", "moe_matvec", grid: ((twoI + warps - 1) / warps, tiles, 1), block: 32 * warps, [
-            .pointer(ptr(x)), .int(Int32(k)), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)), .int(Int32(tile)),
-            gateUp.0, gateUp.1, .pointer(gateUp.2), .pointer(gateUp.3),
-            .pointer(ptr(bank.gateUpBias)), try code(bank.gateUpBias, "experts"), .pointer(ptr(gu)), .int(Int32(twoI)), .int(Int32(H)),
-        ])
+        try matvec(input: x, div: k, ids: ids, order: order, pairs: P, weights: gateUp, bias: bank.gateUpBias, out: gu, rows: twoI, cols: H)
         try context.launch("MoE", "moe_swiglu", grid: (min((P * I + 255) / 256, 65535), 1, 1), block: 256, [
             .pointer(ptr(gu)), .pointer(ptr(h)), .int64(Int64(P * I)), .float(bank.swigluLimit), .float(bank.alpha),
         ])
-        try context.launch("MoE", "moe_matvec", grid: ((H + warps - 1) / warps, tiles, 1), block: 32 * warps, [
-            .pointer(ptr(h)), .int(1), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)), .int(Int32(tile)),
-            down.0, down.1, .pointer(down.2), .pointer(down.3),
-            .pointer(ptr(bank.downBias)), try code(bank.downBias, "experts"), .pointer(ptr(y)), .int(Int32(H)), .int(Int32(I)),
-        ])
+        try matvec(input: h, div: 1, ids: ids, order: order, pairs: P, weights: down, bias: bank.downBias, out: y, rows: H, cols: I)
         try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
             .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
         ])
         return out
+    }
+
+    /// out[p, r] = input[p / div] . W[ids[p], r] + bias[ids[p], r] for every pair p and row r.
+    /// Decode-sized batches use one warp per 4 rows of one pair (input held in registers); larger
+    /// ones one warp per row over tiles of 8 pairs sorted by expert (each weight row read once per tile).
+    private func matvec(input: Tensor, div: Int, ids: Tensor, order: Tensor, pairs P: Int,
+                        weights w: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr), bias: Tensor,
+                        out: Tensor, rows: Int, cols: Int) throws {
+        let warps = 8
+        let biasArgs: [KernelArgument] = [.pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(out)), .int(Int32(rows)), .int(Int32(cols))]
+        if P <= 64, cols % 32 == 0, P <= 65535 {
+            let groups = (rows + 3) / 4
+            try context.launch("MoE", "moe_matvec_rows4", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps,
+                               [.pointer(ptr(input)), .int(Int32(div)), .pointer(ptr(ids)), w.0, w.1, .pointer(w.2), .pointer(w.3)] + biasArgs)
+        } else {
+            let tile = 8
+            try context.launch("MoE", "moe_matvec", grid: ((rows + warps - 1) / warps, (P + tile - 1) / tile, 1), block: 32 * warps,
+                               [.pointer(ptr(input)), .int(Int32(div)), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)), .int(Int32(tile)),
+                                w.0, w.1, .pointer(w.2), .pointer(w.3)] + biasArgs)
+        }
     }
 }

@@ -168,3 +168,45 @@ extern "C" __global__ void moe_combine(const float* y, const float* w, float* ou
         out[i] = s;
     }
 }
+
+// Decode-sized batches (cols % 32 == 0): one warp computes ROWS_PER_WARP consecutive rows of one
+// pair's expert, holding its 32-value slices of the input in registers so the input is read
+// once per 4 weight rows instead of once per row. Grid: x over row groups, y over pairs.
+#define ROWS_PER_WARP 4
+extern "C" __global__ void moe_matvec_rows4(const float* in, int div, const int* ids,
+                                            const void* W, int wdt, const unsigned char* blocks, const unsigned char* scales,
+                                            const void* bias, int bdt, float* out, int rows, int cols) {
+    int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * ROWS_PER_WARP, lane = threadIdx.x & 31;
+    if (r0 >= rows) return;
+    int p = blockIdx.y;
+    int e = ids[p];
+    const float* xr = in + (long long)(p / div) * cols;
+    float acc[ROWS_PER_WARP];
+    #pragma unroll
+    for (int i = 0; i < ROWS_PER_WARP; i++) acc[i] = 0.f;
+    for (int c = lane; c < cols / 32; c += 32) {
+        float x[32];
+        const float4* xv = (const float4*)(xr + c * 32);
+        #pragma unroll
+        for (int q = 0; q < 8; q++) {
+            float4 a = xv[q];
+            x[4 * q] = a.x; x[4 * q + 1] = a.y; x[4 * q + 2] = a.z; x[4 * q + 3] = a.w;
+        }
+        #pragma unroll
+        for (int i = 0; i < ROWS_PER_WARP; i++) {
+            if (r0 + i < rows) {
+                float w[32];
+                load32(w, W, wdt, blocks, scales, (long long)e * rows + r0 + i, cols, c);
+                float s = 0.f;
+                #pragma unroll
+                for (int k = 0; k < 32; k++) s += w[k] * x[k];
+                acc[i] += s;
+            }
+        }
+    }
+    #pragma unroll
+    for (int i = 0; i < ROWS_PER_WARP; i++) {
+        float s = warp_sum(acc[i]);
+        if (lane == 0 && r0 + i < rows) out[(long long)p * rows + r0 + i] = s + load_w(bias, (long long)e * rows + r0 + i, bdt);
+    }
+}
