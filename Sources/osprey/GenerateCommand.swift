@@ -23,6 +23,18 @@ struct Generate: ParsableCommand {
     @Option(help: "Seed for sampling.")
     var seed: UInt64 = 0
 
+    @Option(name: .customLong("top-k"), help: "Sample from the k most likely tokens only (0: no limit).")
+    var topK = 0
+
+    @Option(name: .customLong("top-p"), help: "Sample from the smallest set of tokens whose probability reaches p.")
+    var topP: Float = 1
+
+    @Option(name: .customLong("min-p"), help: "Drop tokens less likely than min-p times the most likely one.")
+    var minP: Float = 0
+
+    @Option(name: .customLong("repetition-penalty"), help: "Penalise tokens already in the prompt or output (1: none).")
+    var repetitionPenalty: Float = 1
+
     @Option(help: "cpu, cuda or auto.")
     var device: DeviceChoice = .auto
 
@@ -42,7 +54,9 @@ struct Generate: ParsableCommand {
             let lm = try ModelRegistry.load(folder, backend: backend)
             let loaded = clock.now
             let eos = Set((folder.generationDefaults?.eosTokenId?.ids ?? []).map { Int32($0) })
-            let params = GenerateParameters(maxNewTokens: maxNewTokens, temperature: temperature, seed: seed, eosTokenIds: eos)
+            let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP,
+                                              repetitionPenalty: repetitionPenalty, seed: seed)
+            let params = GenerateParameters(maxNewTokens: maxNewTokens, sampling: sampling, eosTokenIds: eos)
             var firstToken: ContinuousClock.Instant?
             let ids = try OspreyGeneration.generate(model: lm, prompt: prompt, parameters: params) { _ in
                 if firstToken == nil { firstToken = clock.now }

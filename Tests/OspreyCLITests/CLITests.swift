@@ -84,6 +84,11 @@ func expectCleanFailure(_ r: (status: Int32, out: String, err: String), mentioni
         let st = dir.appendingPathComponent("model.safetensors")
         try Data(try Data(contentsOf: st).prefix(100)).write(to: st)
         expectCleanFailure(try osprey(["generate", "--model", dir.path, "--prompt-ids", "1"]), mentioning: "model.safetensors")
+        try RandomGptOss.write(GptOssShape(), to: dir)  // whole again
+        expectCleanFailure(try osprey(["generate", "--model", dir.path, "--prompt-ids", "1", "--temperature", "1", "--top-p", "0"]), mentioning: "top_p")
+        let sampled = try osprey(["generate", "--model", dir.path, "--prompt-ids", "1,2", "--temperature", "0.9", "--top-k", "3",
+                                  "--repetition-penalty", "1.2", "--seed", "5", "--max-new-tokens", "5", "--device", "cpu"])
+        #expect(sampled.status == 0 && sampled.out.split(separator: ",").count == 5, "\(sampled.err)")
         // Unknown flags are usage errors from the argument parser (exit 64), still without a crash.
         let u = try osprey(["generate", "--bogus"])
         #expect(u.status != 0 && !u.err.contains("Fatal error"))

@@ -9,7 +9,7 @@ import OspreyModels
 
 @Suite struct GenerateTests {
     @Test func greedyPicksTheArgmax() {
-        var s = Sampler(temperature: 0, seed: 1)
+        var s = Sampler(SamplingParameters(temperature: 0, seed: 1))
         #expect(s.pick(Tensor([0.1, 2, -3, 1.9], shape: [1, 4])) == 1)
         #expect(s.pick(Tensor([5, 5, 1], shape: [1, 3])) == 0)  // ties to the lower id
     }
@@ -17,12 +17,12 @@ import OspreyModels
     @Test func samplingFollowsTheSoftmaxAndIsSeeded() {
         let logits = Tensor([0, log(3), -Float.infinity, 0], shape: [1, 4])  // probabilities 1/5, 3/5, 0, 1/5
         var counts = [0, 0, 0, 0]
-        var s = Sampler(temperature: 1, seed: 42)
+        var s = Sampler(SamplingParameters(temperature: 1, seed: 42))
         for _ in 0..<5000 { counts[Int(s.pick(logits))] += 1 }
         #expect(counts[2] == 0)
         #expect(abs(Double(counts[1]) / 5000 - 0.6) < 0.03)
         #expect(abs(Double(counts[0]) / 5000 - 0.2) < 0.03)
-        var a = Sampler(temperature: 0.7, seed: 9), b = Sampler(temperature: 0.7, seed: 9)
+        var a = Sampler(SamplingParameters(temperature: 0.7, seed: 9)), b = Sampler(SamplingParameters(temperature: 0.7, seed: 9))
         let ra = (0..<50).map { _ in a.pick(logits) }, rb = (0..<50).map { _ in b.pick(logits) }
         #expect(ra == rb)
     }
