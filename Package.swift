@@ -39,7 +39,7 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "OspreyTokenizersTests", dependencies: ["OspreyTokenizers"]),
         .testTarget(name: "OspreyJinjaTests", dependencies: ["OspreyJinja"]),
-        .testTarget(name: "OspreyCLITests", dependencies: ["OspreyCPU", "OspreyModels", "OspreyGeneration"]),
+        .testTarget(name: "OspreyCLITests", dependencies: ["OspreyCPU", "OspreyModels", "OspreyGeneration", "OspreyTokenizers"]),
         .testTarget(name: "OspreyGenerationTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyModels", "OspreyGeneration"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,9 +1,11 @@
-// `osprey generate`: load a model folder and continue a prompt given as token ids.
+// `osprey generate`: load a model folder and continue a prompt given as text (encoded with the
+// folder's tokenizer, the reply streamed as it is decoded) or as token ids.
 import ArgumentParser
 import Foundation
 import OspreyCore
 import OspreyGeneration
 import OspreyModels
+import OspreyTokenizers
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Continue a prompt with a model.")
@@ -11,8 +13,11 @@ struct Generate: ParsableCommand {
     @Option(help: "A Hugging Face model folder (config.json + safetensors).")
     var model: String
 
+    @Option(help: "The prompt as text, encoded with the model folder's tokenizer (tokenizer.json).")
+    var prompt: String?
+
     @Option(name: .customLong("prompt-ids"), help: "The prompt as comma-separated token ids, e.g. 1,2,3.")
-    var promptIds: String
+    var promptIds: String?
 
     @Option(name: .customLong("max-new-tokens"), help: "How many tokens to generate at most.")
     var maxNewTokens = 32
@@ -46,11 +51,13 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let prompt = try parseIds(promptIds)
+            guard (prompt == nil) != (promptIds == nil) else { throw CLIError("give exactly one of --prompt and --prompt-ids") }
             let backend = try device.backend()
             let clock = ContinuousClock()
             let loadStart = clock.now
             let folder = try ModelFolder(directory: URL(fileURLWithPath: model))
+            let tokenizer = prompt == nil ? nil : try loadTokenizer(at: folder.directory)
+            let ids: [Int32] = try tokenizer.map { try $0.encode(prompt!, addSpecialTokens: true).map { Int32($0) } } ?? parseIds(promptIds!)
             let lm = try ModelRegistry.load(folder, backend: backend)
             let loaded = clock.now
             let eos = Set((folder.generationDefaults?.eosTokenId?.ids ?? []).map { Int32($0) })
@@ -58,25 +65,39 @@ struct Generate: ParsableCommand {
                                               repetitionPenalty: repetitionPenalty, seed: seed)
             let params = GenerateParameters(maxNewTokens: maxNewTokens, sampling: sampling, eosTokenIds: eos)
             var firstToken: ContinuousClock.Instant?
-            let ids = try OspreyGeneration.generate(model: lm, prompt: prompt, parameters: params) { _ in
+            var detokenizer = tokenizer.map { StreamingDetokenizer(tokenizer: $0) }
+            var text = ""
+            var streamError: (any Error)?
+            let generated = try OspreyGeneration.generate(model: lm, prompt: ids, parameters: params) { id in
                 if firstToken == nil { firstToken = clock.now }
+                do {
+                    if let piece = try detokenizer?.append(Int(id)) {
+                        text += piece
+                        if !json { FileHandle.standardOutput.write(Data(piece.utf8)) }
+                    }
+                } catch { streamError = streamError ?? error }
+            }
+            if let streamError { throw streamError }
+            if let rest = try detokenizer?.finish() {
+                text += rest
+                if !json { emit(rest) }
             }
             if stats, let firstToken {
                 let done = clock.now
                 let secs = { (d: Duration) in Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
-                let decode = ids.count > 1 ? Double(ids.count - 1) / secs(done - firstToken) : 0
+                let decode = generated.count > 1 ? Double(generated.count - 1) / secs(done - firstToken) : 0
                 FileHandle.standardError.write(Data(String(
                     format: "load %.3f s, prefill %d tokens %.1f tok/s, decode %d tokens %.2f tok/s\n",
-                    secs(loaded - loadStart), prompt.count, Double(prompt.count) / secs(firstToken - loaded),
-                    ids.count - 1, decode).utf8))
+                    secs(loaded - loadStart), ids.count, Double(ids.count) / secs(firstToken - loaded),
+                    generated.count - 1, decode).utf8))
             }
             if json {
-                let object: [String: [Int32]] = ["prompt_ids": prompt, "generated_ids": ids]
+                struct Output: Encodable { let prompt_ids: [Int32], generated_ids: [Int32], text: String? }
                 let encoder = JSONEncoder()
-                encoder.outputFormatting = .sortedKeys
-                emit(String(decoding: try encoder.encode(object), as: UTF8.self))
-            } else {
-                emit(ids.map(String.init).joined(separator: ","))
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                emit(String(decoding: try encoder.encode(Output(prompt_ids: ids, generated_ids: generated, text: tokenizer == nil ? nil : text)), as: UTF8.self))
+            } else if tokenizer == nil {
+                emit(generated.map(String.init).joined(separator: ","))
             }
         }
     }

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 import OspreyModels
+import OspreyTokenizers
 
 /// Runs the built `osprey` binary (a sibling of the test bundle) with `arguments`.
 func osprey(_ arguments: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
@@ -92,5 +93,28 @@ func expectCleanFailure(_ r: (status: Int32, out: String, err: String), mentioni
         // Unknown flags are usage errors from the argument parser (exit 64), still without a crash.
         let u = try osprey(["generate", "--bogus"])
         #expect(u.status != 0 && !u.err.contains("Fatal error"))
+    }
+}
+
+@Suite struct TextPromptTests {
+    @Test func textPromptsUseTheFolderTokenizerAndStreamText() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cli-text-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var shape = GptOssShape()
+        (shape.vocab, shape.layers) = (50_257, 1)
+        try RandomGptOss.write(shape, to: dir, seed: 9)
+        try FileManager.default.copyItem(at: SharedPaths.data.appendingPathComponent("gpt2.tokenizer.json"),
+                                         to: dir.appendingPathComponent("tokenizer.json"))
+        let tokenizer = try loadTokenizer(at: dir)
+        let r = try osprey(["generate", "--model", dir.path, "--prompt", "Hello, world", "--max-new-tokens", "6", "--json", "--device", "cpu"])
+        #expect(r.status == 0, "\(r.err)")
+        struct Output: Decodable { var prompt_ids: [Int]; var generated_ids: [Int]; var text: String? }
+        let out = try JSONDecoder().decode(Output.self, from: Data(r.out.utf8))
+        #expect(out.prompt_ids == (try tokenizer.encode("Hello, world", addSpecialTokens: true)))
+        #expect(out.text == (try tokenizer.decode(out.generated_ids, skipSpecialTokens: false)))
+        // Without --json the text itself is printed (streamed).
+        let plain = try osprey(["generate", "--model", dir.path, "--prompt", "Hello, world", "--max-new-tokens", "6", "--device", "cpu"])
+        #expect(plain.status == 0 && plain.out.trimmingCharacters(in: .newlines) == out.text?.trimmingCharacters(in: .newlines))
+        expectCleanFailure(try osprey(["generate", "--model", dir.path, "--prompt", "x", "--prompt-ids", "1"]), mentioning: "exactly one")
     }
 }
