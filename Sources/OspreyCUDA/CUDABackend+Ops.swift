@@ -139,9 +139,12 @@ extension CUDABackend {
             down = (.pointer(0), .int(0), ptr(db), ptr(ds))
         }
         let P = T * k
+        // Only the tiled path reads pairs sorted by expert; decode-sized batches skip the sort.
         let order = try workspace([P], .i32)
-        try context.launch("MoE", "moe_sort", grid: (1, 1, 1), block: 256, sharedBytes: 8 * E,
-                           [.pointer(ptr(ids)), .int(Int32(P)), .int(Int32(E)), .pointer(ptr(order))])
+        if !Self.usesRowsPath(pairs: P, cols: H) || !Self.usesRowsPath(pairs: P, cols: I) {
+            try context.launch("MoE", "moe_sort", grid: (1, 1, 1), block: 256, sharedBytes: 8 * E,
+                               [.pointer(ptr(ids)), .int(Int32(P)), .int(Int32(E)), .pointer(ptr(order))])
+        }
         let gu = try workspace([P, twoI]), h = try workspace([P, I]), y = try workspace([P, H]), out = try workspace([T, H])
         try matvec(input: x, div: k, ids: ids, order: order, pairs: P, weights: gateUp, bias: bank.gateUpBias, out: gu, rows: twoI, cols: H)
         try context.launch("MoE", "moe_swiglu", grid: (min((P * I + 255) / 256, 65535), 1, 1), block: 256, [
@@ -154,6 +157,9 @@ extension CUDABackend {
         return out
     }
 
+    /// Whether a matvec over `pairs` pairs with rows of `cols` inputs takes the 4-rows-per-warp path.
+    private static func usesRowsPath(pairs: Int, cols: Int) -> Bool { pairs <= 64 && cols % 32 == 0 }
+
     /// out[p, r] = input[p / div] . W[ids[p], r] + bias[ids[p], r] for every pair p and row r.
     /// Decode-sized batches use one warp per 4 rows of one pair (input held in registers); larger
     /// ones one warp per row over tiles of 8 pairs sorted by expert (each weight row read once per tile).
@@ -162,7 +168,7 @@ extension CUDABackend {
                         out: Tensor, rows: Int, cols: Int) throws {
         let warps = 8
         let biasArgs: [KernelArgument] = [.pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(out)), .int(Int32(rows)), .int(Int32(cols))]
-        if P <= 64, cols % 32 == 0, P <= 65535 {
+        if Self.usesRowsPath(pairs: P, cols: cols) {
             let groups = (rows + 3) / 4
             try context.launch("MoE", "moe_matvec_rows4", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps,
                                [.pointer(ptr(input)), .int(Int32(div)), .pointer(ptr(ids)), w.0, w.1, .pointer(w.2), .pointer(w.3)] + biasArgs)

@@ -31,7 +31,7 @@ public struct KernelRegistry: Sendable {
     public static func builtIn() throws -> KernelRegistry {
         var layers: [String: KernelSource] = [:]
         for (layer, file) in builtInLayers { layers[layer] = try BundledKernels.source(file) }
-        return KernelRegistry(layers: layers, headers: ["common.cuh": try BundledKernels.text("common", ext: "cuh")])
+        return KernelRegistry(layers: layers, headers: try BundledKernels.headers())
     }
 
     /// Replaces the source implementing `layer` (kernel packages use this).

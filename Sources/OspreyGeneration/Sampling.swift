@@ -132,6 +132,11 @@ public struct Sampler: Sendable {
     public mutating func pick(_ logits: Tensor, history: [Int32] = []) -> Int32 {
         let V = logits.shape[-1]
         let row = logits.raw.assumingMemoryBound(to: Float.self) + (logits.count - V)
+        if processors.isEmpty && parameters.temperature == 0 {  // plain greedy: no copy of the row
+            var best = 0
+            for i in 1..<V where row[i] > row[best] { best = i }
+            return Int32(best)
+        }
         var scores = Array(UnsafeBufferPointer(start: row, count: V))
         for p in processors { p.process(&scores, history: history) }
         var best = 0
