@@ -7,7 +7,9 @@
 // Sharded checkpoints follow huggingface_hub/transformers: tensors are packed greedily in the
 // order given (a tensor larger than the limit gets a shard of its own) into
 // model-0000i-of-0000N.safetensors, with model.safetensors.index.json written as transformers
-// writes it (json.dumps(indent=2, sort_keys=True) + newline). Files are written to a temporary
+// writes it (json.dumps(indent=2, sort_keys=True) + newline); a variant takes names and sizes up
+// front and asks for each shard's tensors only when that shard is written (and keeps groups, such
+// as an MXFP4 blocks/scales pair, in one shard). Files are written to a temporary
 // name and renamed into place, so a failed write never leaves a truncated file behind.
 
 #if canImport(Glibc)
@@ -46,46 +48,69 @@ public enum SafetensorsWriter {
     /// transformers' `save_pretrained` does, so the folder always opens as what was just written.
     public static func writeSharded(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String]?,
                                     directory: URL, maxShardBytes: Int) throws {
+        let byName = Dictionary(tensors.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
+        try writeSharded(groups: tensors.map { [(name: $0.name, byteCount: $0.tensor.byteCount)] }, metadata: metadata,
+                         directory: directory, maxShardBytes: maxShardBytes) { name in byName[name]! }
+    }
+
+    /// `writeSharded` for tensors made on demand: `groups` lists every tensor's name and byte
+    /// count, each group kept whole in one shard (e.g. an MXFP4 `_blocks` / `_scales` pair) and
+    /// packed as single tensors are; `tensor(name)` is called for the tensors of one shard at a
+    /// time, just before that shard is written, so only one shard's tensors need be in memory.
+    public static func writeSharded(groups: [[(name: String, byteCount: Int)]], metadata: [String: String]?,
+                                    directory: URL, maxShardBytes: Int, tensor: (String) throws -> Tensor) throws {
         let dirPath = directory.path
         guard maxShardBytes > 0 else {
             throw SafetensorsError.writeFailed(file: dirPath, reason: "maxShardBytes must be positive, got \(maxShardBytes)")
         }
         var seen = Set<String>()
-        for (name, _) in tensors where !seen.insert(name).inserted {
+        for (name, _) in groups.joined() where !seen.insert(name).inserted {
             throw SafetensorsError.cannotWriteTensor(file: dirPath, tensor: name, reason: "the name appears twice")
         }
         do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
             throw SafetensorsError.writeFailed(file: dirPath, reason: error.localizedDescription)
         }
 
-        var shards: [[(name: String, tensor: Tensor)]] = []
-        var current: [(name: String, tensor: Tensor)] = []
+        var shards: [[(name: String, byteCount: Int)]] = []
+        var current: [(name: String, byteCount: Int)] = []
         var currentBytes = 0
-        for item in tensors {
-            let n = item.tensor.byteCount
-            if n > maxShardBytes { shards.append([item]); continue }
+        for group in groups {
+            let n = group.reduce(0) { $0 + $1.byteCount }
+            if n > maxShardBytes { shards.append(group); continue }
             if currentBytes + n > maxShardBytes, !current.isEmpty {
                 shards.append(current)
                 current = []
                 currentBytes = 0
             }
-            current.append(item)
+            current += group
             currentBytes += n
         }
         if !current.isEmpty || shards.isEmpty { shards.append(current) }
 
+        func materialize(_ shard: [(name: String, byteCount: Int)], file: String) throws -> [(name: String, tensor: Tensor)] {
+            try shard.map { item in
+                let t = try tensor(item.name)
+                guard t.byteCount == item.byteCount else {
+                    throw SafetensorsError.cannotWriteTensor(file: file, tensor: item.name,
+                                                             reason: "\(t.byteCount) bytes, \(item.byteCount) announced")
+                }
+                return (item.name, t)
+            }
+        }
         let written: Set<String>
         if shards.count == 1 {
-            try write(shards[0], metadata: metadata, to: directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName))
+            let url = directory.appendingPathComponent(SafetensorsCheckpoint.singleFileName)
+            try write(materialize(shards[0], file: url.path), metadata: metadata, to: url)
             written = [SafetensorsCheckpoint.singleFileName]
         } else {
             let names = shards.indices.map { shardFileName($0 + 1, of: shards.count) }
             var weightMap: [(tensor: String, shard: String)] = []
             for (shard, name) in zip(shards, names) {
-                try write(shard, metadata: metadata, to: directory.appendingPathComponent(name))
+                let url = directory.appendingPathComponent(name)
+                try write(materialize(shard, file: url.path), metadata: metadata, to: url)
                 weightMap += shard.map { ($0.name, name) }
             }
-            let totalSize = tensors.reduce(0) { $0 + $1.tensor.byteCount }
+            let totalSize = groups.joined().reduce(0) { $0 + $1.byteCount }
             let index = indexJSON(totalSize: totalSize, weightMap: weightMap)
             let indexPath = directory.appendingPathComponent(SafetensorsCheckpoint.indexFileName).path
             try writeAtomically(to: indexPath) { fd in
