@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "OspreyModels", dependencies: ["OspreyCore", "OspreyCPU", "OspreyIO", "OspreyQuant"]),
         .target(name: "OspreyTokenizers"),
         .target(name: "OspreyJinja"),
-        .target(name: "OspreyGeneration", dependencies: ["OspreyCore", "OspreyModels", "OspreyTokenizers"]),
+        .target(name: "OspreyGeneration", dependencies: ["OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyModels", "OspreyTokenizers", "OspreyJinja"]),
         .executableTarget(name: "osprey", dependencies: [
             "OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyJinja", "OspreyGeneration",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -39,8 +39,8 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "OspreyTokenizersTests", dependencies: ["OspreyTokenizers"]),
         .testTarget(name: "OspreyJinjaTests", dependencies: ["OspreyJinja"]),
-        .testTarget(name: "OspreyCLITests", dependencies: ["OspreyCPU", "OspreyModels", "OspreyGeneration", "OspreyTokenizers"]),
-        .testTarget(name: "OspreyGenerationTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyModels", "OspreyGeneration"]),
+        .testTarget(name: "OspreyCLITests", dependencies: ["OspreyCPU", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyGeneration", "OspreyTokenizers"]),
+        .testTarget(name: "OspreyGenerationTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyModels", "OspreyTokenizers", "OspreyJinja", "OspreyGeneration"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,8 +1,9 @@
 // Sampling, as transformers' generation does it: logits processors applied in order
-// (repetition penalty, then temperature, top-k, top-p, min-p), then a draw from the softmax of
-// what is left — or the argmax when not sampling. Each processor is a small value; `Sampler`
-// composes them from `SamplingParameters` (like mlx-lm's make_sampler). Host-side: it reads one
-// row of downloaded logits (sampling on the GPU comes with the CUDA sampling kernels).
+// (repetition penalty, min-new-tokens, any extra processors, then temperature, top-k, top-p,
+// min-p), then a draw from the softmax of what is left — or the argmax when not sampling. Each
+// processor is a small value; `Sampler` composes them from the settings (like mlx-lm's
+// make_sampler). Host-side: it reads one row of downloaded logits (sampling on the GPU comes with
+// the CUDA sampling kernels).
 import Foundation
 import OspreyCore
 
@@ -47,6 +48,7 @@ public protocol LogitsProcessor: Sendable {
 /// penalty when positive and multiplied by it when negative.
 public struct RepetitionPenalty: LogitsProcessor {
     public let penalty: Float
+    public init(penalty: Float) { self.penalty = penalty }
     public func process(_ scores: inout [Float], history: [Int32]) {
         for id in Set(history) where id >= 0 && Int(id) < scores.count {
             let s = scores[Int(id)]
@@ -55,9 +57,27 @@ public struct RepetitionPenalty: LogitsProcessor {
     }
 }
 
+/// transformers' MinNewTokensLengthLogitsProcessor: end-of-sequence ids score -inf until
+/// `minNewTokens` ids follow the prompt.
+public struct MinNewTokens: LogitsProcessor {
+    public let minNewTokens: Int
+    public let promptLength: Int
+    public let eosTokenIds: [Int32]
+
+    public init(minNewTokens: Int, promptLength: Int, eosTokenIds: [Int32]) {
+        (self.minNewTokens, self.promptLength, self.eosTokenIds) = (minNewTokens, promptLength, eosTokenIds)
+    }
+
+    public func process(_ scores: inout [Float], history: [Int32]) {
+        guard history.count - promptLength < minNewTokens else { return }
+        for id in eosTokenIds where id >= 0 && Int(id) < scores.count { scores[Int(id)] = -.infinity }
+    }
+}
+
 /// Divides every score by the temperature.
 public struct Temperature: LogitsProcessor {
     public let value: Float
+    public init(value: Float) { self.value = value }
     public func process(_ scores: inout [Float], history: [Int32]) {
         for i in scores.indices { scores[i] /= value }
     }
@@ -66,6 +86,7 @@ public struct Temperature: LogitsProcessor {
 /// Keeps the scores at least as large as the k-th largest (ties at the boundary are kept).
 public struct TopK: LogitsProcessor {
     public let k: Int
+    public init(k: Int) { self.k = k }
     public func process(_ scores: inout [Float], history: [Int32]) {
         guard k > 0, k < scores.count else { return }
         let kth = scores.sorted(by: >)[k - 1]
@@ -76,6 +97,7 @@ public struct TopK: LogitsProcessor {
 /// Keeps the most likely tokens until their probability mass reaches p (at least one token).
 public struct TopP: LogitsProcessor {
     public let p: Float
+    public init(p: Float) { self.p = p }
     public func process(_ scores: inout [Float], history: [Int32]) {
         guard p < 1 else { return }
         let probs = softmax(scores)
@@ -92,6 +114,7 @@ public struct TopP: LogitsProcessor {
 /// Drops tokens whose probability is below min_p times the top probability (at least one kept).
 public struct MinP: LogitsProcessor {
     public let minP: Float
+    public init(minP: Float) { self.minP = minP }
     public func process(_ scores: inout [Float], history: [Int32]) {
         guard minP > 0 else { return }
         let probs = softmax(scores)
@@ -114,10 +137,13 @@ public struct Sampler: Sendable {
     public let processors: [any LogitsProcessor]
     private var state: UInt64
 
-    public init(_ parameters: SamplingParameters) {
+    /// A sampler with the processors `parameters` asks for, with `extra` run after the repetition
+    /// penalty and before the sampling warpers.
+    public init(_ parameters: SamplingParameters, extra: [any LogitsProcessor] = []) {
         self.parameters = parameters
         var list: [any LogitsProcessor] = []
         if parameters.repetitionPenalty != 1 { list.append(RepetitionPenalty(penalty: parameters.repetitionPenalty)) }
+        list += extra
         if parameters.temperature > 0 {
             if parameters.temperature != 1 { list.append(Temperature(value: parameters.temperature)) }
             if let k = parameters.topK, k > 0 { list.append(TopK(k: k)) }
@@ -126,6 +152,15 @@ public struct Sampler: Sendable {
         }
         processors = list
         state = parameters.seed &+ 0x9E37_79B9_7F4A_7C15
+    }
+
+    /// The sampler of one generation: `config`'s settings, min-new-tokens and extra processors.
+    public init(_ config: GenerationConfig, promptLength: Int) {
+        var extra: [any LogitsProcessor] = []
+        if config.minNewTokens > 0 && !config.eosTokenIds.isEmpty {
+            extra.append(MinNewTokens(minNewTokens: config.minNewTokens, promptLength: promptLength, eosTokenIds: config.eosTokenIds))
+        }
+        self.init(config.sampling, extra: extra + config.logitsProcessors)
     }
 
     /// The next token for the last row of `logits` ([.., V], host f32), given the ids so far.

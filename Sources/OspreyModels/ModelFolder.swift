@@ -16,8 +16,8 @@ public struct ModelFolder: Sendable {
     public let modelType: String
     /// generation_config.json, when the folder has one.
     public let generationDefaults: GenerationDefaults?
-    /// The weights.
-    public let weights: any WeightSource
+    /// The weights (replaceable, e.g. by `DequantizedWeights` for the dequantize option).
+    public var weights: any WeightSource
 
     /// Reads config.json (and generation_config.json if present) and opens the checkpoint.
     public init(directory: URL) throws {
@@ -83,6 +83,16 @@ public struct TokenIDs: Decodable, Sendable, Equatable {
     }
 }
 
+/// One string or a list of them (`stop_strings` may be either).
+public struct StringList: Decodable, Sendable, Equatable {
+    public var values: [String]
+    public init(_ values: [String]) { self.values = values }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let one = try? c.decode(String.self) { values = [one] } else { values = try c.decode([String].self) }
+    }
+}
+
 /// generation_config.json: the defaults a model folder ships for generation.
 public struct GenerationDefaults: Decodable, Sendable, Equatable {
     public var bosTokenId: Int?
@@ -95,7 +105,9 @@ public struct GenerationDefaults: Decodable, Sendable, Equatable {
     public var minP: Double?
     public var repetitionPenalty: Double?
     public var maxNewTokens: Int?
+    public var minNewTokens: Int?
     public var maxLength: Int?
+    public var stopStrings: StringList?
 }
 
 extension SafetensorsCheckpoint: WeightSource {}

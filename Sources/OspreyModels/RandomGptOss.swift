@@ -13,12 +13,15 @@ public struct GptOssShape: Sendable {
     public var experts = 4, topK = 2, window = 8
     public var layerTypes: [String]? = nil
     public var mxfp4 = false
+    /// Also write a byte-level tokenizer.json with harmony's special tokens (RandomTokenizer.swift).
+    public var tokenizer = false
     public init() {}
 }
 
 /// Writes random gpt-oss checkpoints.
 public enum RandomGptOss {
-    /// Writes config.json, generation_config.json and model.safetensors for `shape` into `directory`.
+    /// Writes config.json, generation_config.json and model.safetensors for `shape` into `directory`
+    /// (and tokenizer.json when `shape.tokenizer` is set).
     public static func write(_ shape: GptOssShape, to directory: URL, seed: UInt64 = 0) throws {
         let s = shape
         guard !s.mxfp4 || (s.hidden % 32 == 0 && s.intermediate % 32 == 0) else {
@@ -101,5 +104,6 @@ public enum RandomGptOss {
         try json.write(to: directory.appendingPathComponent("config.json"))
         let gen = try JSONSerialization.data(withJSONObject: ["eos_token_id": [V - 1], "pad_token_id": V - 2], options: [.sortedKeys])
         try gen.write(to: directory.appendingPathComponent("generation_config.json"))
+        if s.tokenizer { try writeTokenizer(vocabularySize: V, to: directory) }
     }
 }

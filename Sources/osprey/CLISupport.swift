@@ -3,28 +3,18 @@
 import ArgumentParser
 import Foundation
 import OspreyCore
-import OspreyCPU
-import OspreyCUDA
+import OspreyGeneration
 
-/// `--device cpu|cuda|auto`.
-enum DeviceChoice: String, ExpressibleByArgument, CaseIterable {
-    case cpu, cuda, auto
+/// `--device cpu|cuda|cuda:N|auto` (the choice itself, and the backend it makes, are OspreyGeneration's).
+extension DeviceChoice: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+    public static var allValueStrings: [String] { ["cpu", "cuda", "cuda:N", "auto"] }
 
     /// The backend for this choice: `auto` is the GPU when one can be opened, else the CPU (said on stderr).
     func backend() throws -> any Backend {
-        switch self {
-        case .cpu: return CPUBackend()
-        case .cuda: return try CUDABackend(ordinal: 0)
-        case .auto:
-            do {
-                return try CUDABackend(ordinal: 0)
-            } catch {
-                let reason: String
-                if case CUDAError.libraryNotFound(let library, _) = error { reason = "\(library) not found" } else { reason = "\(error)" }
-                FileHandle.standardError.write(Data("osprey: no usable GPU (\(reason)); running on the CPU\n".utf8))
-                return CPUBackend()
-            }
-        }
+        let (backend, note) = try makeBackend()
+        if let note { FileHandle.standardError.write(Data("osprey: \(note)\n".utf8)) }
+        return backend
     }
 }
 

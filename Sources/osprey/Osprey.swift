@@ -6,5 +6,5 @@ struct Osprey: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "osprey",
         abstract: "Run open-weight LLMs (gpt-oss first) on the CPU and NVIDIA GPUs.",
-        subcommands: [Generate.self, Inspect.self, RandomModel.self, GPUCheck.self, Kernels.self, Tokenize.self, Detokenize.self, RenderHarmony.self, ChatTemplateCommand.self])
+        subcommands: [Generate.self, Chat.self, Inspect.self, RandomModel.self, GPUCheck.self, Kernels.self, Tokenize.self, Detokenize.self, RenderHarmony.self, ChatTemplateCommand.self, Quantize.self])
 }

@@ -22,12 +22,14 @@ struct RandomModel: ParsableCommand {
     @Option(help: "Sliding window.") var window = 8
     @Flag(help: "Store experts in MXFP4 (hidden and intermediate must be multiples of 32).") var mxfp4 = false
     @Option(help: "Seed.") var seed: UInt64 = 0
+    @Flag(help: "Also write a byte-level tokenizer.json with harmony's special tokens (needs --vocab ≥ 265), for generate --prompt and chat.")
+    var tokenizer = false
 
     func run() throws {
         try reportingErrors {
             var s = GptOssShape()
             (s.vocab, s.hidden, s.intermediate, s.layers, s.heads, s.kvHeads, s.headDim) = (vocab, hidden, intermediate, layers, heads, kvHeads, headDim)
-            (s.experts, s.topK, s.window, s.mxfp4) = (experts, topK, window, mxfp4)
+            (s.experts, s.topK, s.window, s.mxfp4, s.tokenizer) = (experts, topK, window, mxfp4, tokenizer)
             let sizes = [vocab, hidden, intermediate, layers, heads, kvHeads, headDim, experts, topK, window]
             guard sizes.allSatisfy({ $0 > 0 }), heads % kvHeads == 0, headDim % 2 == 0, topK <= experts else {
                 throw CLIError("sizes must be positive, kv-heads must divide heads, head-dim must be even, top-k ≤ experts")

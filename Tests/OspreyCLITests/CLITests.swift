@@ -6,8 +6,8 @@ import Testing
 import OspreyModels
 import OspreyTokenizers
 
-/// Runs the built `osprey` binary (a sibling of the test bundle) with `arguments`.
-func osprey(_ arguments: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+/// Runs the built `osprey` binary (a sibling of the test bundle) with `arguments` (in `currentDirectory` when given).
+func osprey(_ arguments: [String], stdin: String? = nil, currentDirectory: URL? = nil) throws -> (status: Int32, out: String, err: String) {
     let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let binary = dir.appendingPathComponent("osprey")
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
@@ -17,6 +17,7 @@ func osprey(_ arguments: [String], stdin: String? = nil) throws -> (status: Int3
     let p = Process()
     p.executableURL = binary
     p.arguments = arguments
+    if let currentDirectory { p.currentDirectoryURL = currentDirectory }
     let (o, e, i) = (Pipe(), Pipe(), Pipe())
     (p.standardOutput, p.standardError, p.standardInput) = (o, e, i)
     try p.run()

@@ -6,5 +6,5 @@ import OspreyModels
 typealias OspreyCPUBackend = CPUBackend
 
 func greedyIds(_ model: any LanguageModel, prompt: [Int32], count: Int) throws -> [Int] {
-    try generate(model: model, prompt: prompt, parameters: GenerateParameters(maxNewTokens: count)).map(Int.init)
+    try generate(model: model, prompt: prompt, config: GenerationConfig(maxNewTokens: count)).map(Int.init)
 }

@@ -32,18 +32,18 @@ import OspreyModels
         defer { try? FileManager.default.removeItem(at: dir) }
         try RandomGptOss.write(GptOssShape(), to: dir, seed: 11)
         let model = try ModelRegistry.load(ModelFolder(directory: dir), backend: CPUBackend())
-        let free = try generate(model: model, prompt: [1, 2, 3], parameters: GenerateParameters(maxNewTokens: 10))
+        let free = try generate(model: model, prompt: [1, 2, 3], config: GenerationConfig(maxNewTokens: 10))
         #expect(free.count == 10)
         // Declare the third greedy token an end-of-sequence id: generation stops right after it.
         let stopped = try generate(model: model, prompt: [1, 2, 3],
-                                   parameters: GenerateParameters(maxNewTokens: 10, eosTokenIds: [free[2]]))
+                                   config: GenerationConfig(maxNewTokens: 10, eosTokenIds: [free[2]]))
         #expect(stopped == Array(free[0...(free.firstIndex(of: free[2])!)]))
         var streamed: [Int32] = []
-        _ = try generate(model: model, prompt: [1, 2, 3], parameters: GenerateParameters(maxNewTokens: 4)) { streamed.append($0) }
+        _ = try generate(model: model, prompt: [1, 2, 3], config: GenerationConfig(maxNewTokens: 4)) { streamed.append($0) }
         #expect(streamed == Array(free.prefix(4)))
-        #expect(throws: OspreyError.self) { try generate(model: model, prompt: [], parameters: GenerateParameters(maxNewTokens: 1)) }
+        #expect(throws: OspreyError.self) { try generate(model: model, prompt: [], config: GenerationConfig(maxNewTokens: 1)) }
         #expect(throws: OspreyError.self) {
-            try generate(model: model, prompt: [1], parameters: GenerateParameters(maxNewTokens: 1, temperature: .nan))
+            try generate(model: model, prompt: [1], config: GenerationConfig(maxNewTokens: 1, temperature: .nan))
         }
     }
 }

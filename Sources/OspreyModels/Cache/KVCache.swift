@@ -1,7 +1,8 @@
 // The KV cache protocol (STYLE habit 8): a layer appends the keys and values of the tokens being
 // computed and gets back every key/value those tokens may attend to, with the absolute position
 // of the first one. Conformers decide what they keep: DynamicCache keeps only the last window-1
-// positions on sliding layers and everything on full layers. A cache is an owned, mutable
+// positions on sliding layers and everything on full layers, growing as needed; StaticCache does
+// the same in buffers allocated once, for a maximum length. A cache is an owned, mutable
 // resource used by one sequence at a time, hence a class protocol.
 import OspreyCore
 
