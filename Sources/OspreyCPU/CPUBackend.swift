@@ -44,6 +44,19 @@ public struct CPUBackend: Backend {
         return out
     }
 
+    public func argmax(_ logits: Tensor, into out: Tensor) throws {
+        let V = logits.shape[-1], T = logits.count / max(V, 1)
+        guard V > 0, out.dtype == .i32, out.count == T, logits.dtype == .f32 else {
+            throw OspreyError.invalidTensor("argmax of \(logits.shape) \(logits.dtype) into \(out.shape) \(out.dtype)")
+        }
+        let x = logits.f32Pointer, o = out.mutableRaw.assumingMemoryBound(to: Int32.self)
+        for t in 0..<T {
+            var best = 0
+            for v in 1..<V where x[t * V + v] > x[t * V + best] { best = v }
+            o[t] = Int32(best)
+        }
+    }
+
     public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) throws -> Tensor {
         let H = x.shape[-1]
         guard weight.count == H else { throw OspreyError.invalidTensor("rms norm weight \(weight.shape) for rows of \(H)") }

@@ -12,11 +12,31 @@ extension CUDABackend {
         if let bad = ids.first(where: { $0 < 0 || Int($0) >= V }) {
             throw OspreyError.invalidArgument("token id \(bad) outside the vocabulary (0..<\(V))")
         }
-        let idT = try stage(ids, shape: [ids.count], dtype: .i32)
-        let out = try workspace([ids.count, H])
-        try context.launch("Embedding", "embedding", grid: (ids.count, 1, 1), block: 256,
-                           [.pointer(ptr(table)), try code(table, "embedding"), .pointer(ptr(idT)), .pointer(ptr(out)), .int(Int32(H))])
+        return try embedding(table, tokens: try stage(ids, shape: [ids.count], dtype: .i32))
+    }
+
+    public func embedding(_ table: Tensor, tokens: Tensor) throws -> Tensor {
+        try requireDevice(table, "embedding"); try requireDevice(tokens, "embedding")
+        guard table.shape.rank == 2, tokens.dtype == .i32 else {
+            throw OspreyError.invalidTensor("embedding of \(tokens.dtype) ids in a \(table.shape) table")
+        }
+        let (V, H, T) = (table.shape[0], table.shape[1], tokens.count)
+        let out = try workspace([T, H])
+        try context.launch("Embedding", "embedding", grid: (T, 1, 1), block: 256, [
+            .pointer(ptr(table)), try code(table, "embedding"), .pointer(ptr(tokens)), .pointer(ptr(out)), .int(Int32(H)), .int(Int32(V)),
+        ])
         return out
+    }
+
+    // MARK: - sampling.cu
+
+    public func argmax(_ logits: Tensor, into out: Tensor) throws {
+        try requireDevice(logits, "argmax"); try requireDevice(out, "argmax")
+        let V = logits.shape[-1], T = logits.count / max(V, 1)
+        guard V > 0, logits.dtype == .f32, out.dtype == .i32, out.count == T else {
+            throw OspreyError.invalidTensor("argmax of \(logits.shape) \(logits.dtype) into \(out.shape) \(out.dtype)")
+        }
+        try context.launch("Sampling", "argmax", grid: (T, 1, 1), block: 1024, [.pointer(ptr(logits)), .int(Int32(V)), .pointer(ptr(out))])
     }
 
     public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
@@ -33,9 +53,32 @@ extension CUDABackend {
         let H = x.shape[-1]
         guard weight.count == H, x.dtype == .f32 else { throw OspreyError.invalidTensor("rms norm weight \(weight.shape) for rows of \(H)") }
         let out = try workspace(x.shape)
+        if H <= 4096 {
+            try context.launch("RMSNorm", "rms_norm_rows", grid: (x.count / H, 1, 1), block: 1024,
+                               [.pointer(ptr(x)), .pointer(ptr(weight)), try code(weight, "rmsNorm"), .pointer(ptr(out)), .int(Int32(H)), .float(eps)])
+            return out
+        }
         try context.launch("RMSNorm", "rms_norm", grid: (x.count / H, 1, 1), block: 256,
                            [.pointer(ptr(x)), .pointer(ptr(weight)), try code(weight, "rmsNorm"), .pointer(ptr(out)), .int(Int32(H)), .float(eps)])
         return out
+    }
+
+    public func addRMSNorm(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float) throws -> (sum: Tensor, normed: Tensor) {
+        try requireDevice(a, "addRMSNorm"); try requireDevice(b, "addRMSNorm"); try requireDevice(weight, "addRMSNorm")
+        let H = a.shape[-1]
+        guard a.shape == b.shape, a.dtype == .f32, b.dtype == .f32, weight.count == H else {
+            throw OspreyError.invalidTensor("addRMSNorm of \(a.shape) and \(b.shape) with weight \(weight.shape)")
+        }
+        guard H <= 4096 else {
+            let sum = try add(a, b)
+            return (sum, try rmsNorm(sum, weight: weight, eps: eps))
+        }
+        let sum = try workspace(a.shape), out = try workspace(a.shape)
+        try context.launch("RMSNorm", "add_rms_norm", grid: (a.count / H, 1, 1), block: 1024, [
+            .pointer(ptr(a)), .pointer(ptr(b)), .pointer(ptr(weight)), try code(weight, "addRMSNorm"),
+            .pointer(ptr(sum)), .pointer(ptr(out)), .int(Int32(H)), .float(eps),
+        ])
+        return (sum, out)
     }
 
     // MARK: - linear.cu
@@ -49,11 +92,23 @@ extension CUDABackend {
         let T = x.count / I
         if let bias { try requireDevice(bias, "linear"); guard bias.count == O else { throw OspreyError.invalidTensor("linear bias \(bias.shape) for \(O) outputs") } }
         let out = try workspace([T, O])
+        if linearUsesGEMM(tokens: T, weight: weight, x: x) {
+            try linearGEMM(x, weight: weight, bias: bias, out: out, T: T, O: O, I: I)
+            return out
+        }
         let warpsPerBlock = 8
         let grid = ((O + warpsPerBlock - 1) / warpsPerBlock, (T + 7) / 8, 1)
         let biasArgs: [KernelArgument] = [.pointer(bias.map(ptr) ?? 0), try bias.map { try code($0, "linear") } ?? .int(0)]
         let sizes: [KernelArgument] = [.pointer(ptr(out)), .int(Int32(T)), .int(Int32(O)), .int(Int32(I))]
-        if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0 {
+        if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0, T <= 4, T * I * 4 <= 48 << 10,
+           let loads = [4, 8, 12, 16].first(where: { $0 * 256 >= I }) {
+            // 4 warps (rows) per block, x staged in shared memory.
+            try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((O + 3) / 4, 1, 1), block: 128, sharedBytes: T * I * 4,
+                               [.pointer(ptr(x)), .pointer(ptr(weight))] + biasArgs + sizes)
+        } else if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0, T <= 4 {
+            try context.launch("Linear", "linear_bf16_decode", grid: ((O + warpsPerBlock - 1) / warpsPerBlock, 1, 1), block: 32 * warpsPerBlock,
+                               [.pointer(ptr(x)), .pointer(ptr(weight))] + biasArgs + sizes)
+        } else if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0 {
             try context.launch("Linear", "linear_bf16x8", grid: grid, block: 32 * warpsPerBlock,
                                [.pointer(ptr(x)), .pointer(ptr(weight))] + biasArgs + sizes)
         } else {
@@ -87,8 +142,19 @@ extension CUDABackend {
         let (T, Hq, D) = (q.shape[0], q.shape[1], q.shape[2])
         if let sinks { try requireDevice(sinks, "attention"); guard sinks.count == Hq else { throw OspreyError.invalidTensor("sinks \(sinks.shape) for \(Hq) heads") } }
         let out = try workspace([T, Hq * D])
+        if T >= 16, [16, 32, 64].contains(D) {
+            try context.launch("Attention", "attention_prefill_d\(D)", grid: ((T + 63) / 64, Hq, 1), block: 128, [
+                .pointer(ptr(q)), .pointer(ptr(k)), .pointer(ptr(v)), .pointer(sinks.map(ptr) ?? 0),
+                try sinks.map { try code($0, "attention") } ?? .int(0), .pointer(ptr(out)),
+                .int(Int32(T)), .int(Int32(Hq)), .int(Int32(k.shape[1])), .int(Int32(k.shape[0])),
+                .int(Int32(span.queryStart)), .int(Int32(span.keyStart)), .int(Int32(span.window ?? 0)), .float(scale),
+            ])
+            return out
+        }
         let kernel = [16, 32, 64, 128].contains(D) ? "attention_d\(D)" : "attention"
-        try context.launch("Attention", kernel, grid: (T * Hq, 1, 1), block: 128, [
+        // Few query rows: 16 warps per row split the keys (more of the GPU busy); many: 4.
+        let block = kernel == "attention" ? 128 : (T * Hq < 1024 ? 512 : 128)
+        try context.launch("Attention", kernel, grid: (T * Hq, 1, 1), block: block, [
             .pointer(ptr(q)), .pointer(ptr(k)), .pointer(ptr(v)), .pointer(sinks.map(ptr) ?? 0),
             try sinks.map { try code($0, "attention") } ?? .int(0), .pointer(ptr(out)),
             .int(Int32(Hq)), .int(Int32(k.shape[1])), .int(Int32(k.shape[0])), .int(Int32(D)),
@@ -139,6 +205,12 @@ extension CUDABackend {
             down = (.pointer(0), .int(0), ptr(db), ptr(ds))
         }
         let P = T * k
+        if expertsUseGEMM(tokens: T, bank: bank) {
+            return try expertsGEMM(x, bank: bank, ids: ids, weights: weights, T: T, k: k, H: H, I: I)
+        }
+        if case .mxfp4 = bank.weights, Self.usesRowsPath(pairs: P, cols: H), Self.usesRowsPath(pairs: P, cols: I), H <= 4096, I <= 4096 {
+            return try expertsMXFP4Decode(x, bank: bank, ids: ids, weights: weights, T: T, k: k, H: H, I: I, gateUp: gateUp, down: down)
+        }
         // Only the tiled path reads pairs sorted by expert; decode-sized batches skip the sort.
         let order = try workspace([P], .i32)
         if !Self.usesRowsPath(pairs: P, cols: H) || !Self.usesRowsPath(pairs: P, cols: I) {
@@ -151,6 +223,50 @@ extension CUDABackend {
             .pointer(ptr(gu)), .pointer(ptr(h)), .int64(Int64(P * I)), .float(bank.swigluLimit), .float(bank.alpha),
         ])
         try matvec(input: h, div: 1, ids: ids, order: order, pairs: P, weights: down, bias: bank.downBias, out: y, rows: H, cols: I)
+        try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
+            .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
+        ])
+        return out
+    }
+
+    /// Decode-sized batches with MXFP4 experts. With `int8DecodeActivations` (the default): quantize
+    /// x, gate_up, quantize SwiGLU(gu), down, combine, on dp4a. Otherwise f32 throughout: gate_up,
+    /// down with the SwiGLU applied while loading its input, combine.
+    private func expertsMXFP4Decode(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, T: Int, k: Int, H: Int, I: Int,
+                                    gateUp: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr),
+                                    down: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr)) throws -> Tensor {
+        let P = T * k, warps = 8
+        let gu = try workspace([P, 2 * I]), y = try workspace([P, H]), out = try workspace([T, H])
+        if context.int8DecodeActivations {
+            // Inputs quantized to int8 per 32 values (the SwiGLU applied on the way for down), dp4a kernels.
+            for (input, n, div, swiglu, w, bias, o, rows, cols) in [(x, T, k, 0, gateUp, bank.gateUpBias, gu, 2 * I, H),
+                                                                     (gu, P, 1, 1, down, bank.downBias, y, H, I)] {
+                let q = try workspace([n, cols], .u8), d = try workspace([n, cols / 32])
+                try context.launch("MoE", "quantize_q8", grid: ((n * cols + 255) / 256, 1, 1), block: 256, [
+                    .pointer(ptr(input)), .int(Int32(swiglu)), .float(bank.swigluLimit), .float(bank.alpha),
+                    .pointer(ptr(q)), .pointer(ptr(d)), .int64(Int64(n * cols / 32)), .int(Int32(cols)),
+                ])
+                let groups = (rows + 3) / 4, chunks = (cols / 32 + 31) / 32
+                try context.launch("MoE", "moe_mxfp4_q8_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
+                    .pointer(ptr(q)), .pointer(ptr(d)), .int(Int32(div)), .pointer(ptr(ids)), .pointer(w.2), .pointer(w.3),
+                    .pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(o)), .int(Int32(rows)), .int(Int32(cols)),
+                ])
+            }
+            try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
+                .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
+            ])
+            return out
+        }
+        for (input, div, swiglu, w, bias, o, rows, cols) in [(x, k, 0, gateUp, bank.gateUpBias, gu, 2 * I, H),
+                                                              (gu, 1, 1, down, bank.downBias, y, H, I)] {
+            let groups = (rows + 3) / 4, chunks = (cols / 32 + 31) / 32
+            guard chunks <= 4 else { throw OspreyError.invalidTensor("MXFP4 expert rows of \(cols) inputs: the decode kernel takes at most 4,096") }
+            try context.launch("MoE", "moe_mxfp4_rows_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
+                .pointer(ptr(input)), .int(Int32(div)), .int(Int32(swiglu)), .float(bank.swigluLimit), .float(bank.alpha),
+                .pointer(ptr(ids)), .pointer(w.2), .pointer(w.3), .pointer(ptr(bias)), try code(bias, "experts"),
+                .pointer(ptr(o)), .int(Int32(rows)), .int(Int32(cols)),
+            ])
+        }
         try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
             .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
         ])

@@ -26,9 +26,30 @@ public struct CUDABackend: Backend {
     public func upload(_ tensor: Tensor) throws -> Tensor {
         guard tensor.device == .cpu else { throw OspreyError.invalidTensor("upload of a \(tensor.device) tensor") }
         let (p, owner) = try context.allocateWeight(bytes: tensor.byteCount)
-        try context.driver.check(context.driver.cuMemcpyHtoDAsync(p, tensor.raw, tensor.byteCount, context.stream), "cuMemcpyHtoDAsync_v2")
-        try context.synchronize()  // the host memory may go away when we return
+        try context.copyToDevice(p, from: tensor.raw, bytes: tensor.byteCount)
         return deviceTensor(p, owner, tensor.shape, tensor.dtype)
+    }
+
+    public func keepOnly(_ tensors: [Tensor]) throws -> [Tensor] {
+        guard tensors.allSatisfy({ $0.device == device }),
+              let moved = try context.compactWorkspace(keeping: tensors.map { (ptr($0), $0.byteCount) }) else { return tensors }
+        return zip(tensors, moved.pointers).map { deviceTensor($1, moved.owner, $0.shape, $0.dtype) }
+    }
+
+    public func startDownload(_ tensor: Tensor) throws -> PendingDownload {
+        try requireDevice(tensor, "startDownload")
+        guard tensor.byteCount <= CUDAContext.pinnedSlotBytes else {
+            let host = try download(tensor)
+            return PendingDownload { host }
+        }
+        let slot = try context.startCopyToHost(ptr(tensor), bytes: tensor.byteCount)
+        let (context, shape, dtype, bytes) = (self.context, tensor.shape, tensor.dtype, tensor.byteCount)
+        return PendingDownload {
+            try context.waitEvent(slot.event)
+            let out = Tensor(zeros: shape, dtype: dtype)
+            out.mutableRaw.copyMemory(from: slot.host, byteCount: bytes)
+            return out
+        }
     }
 
     public func download(_ tensor: Tensor) throws -> Tensor {

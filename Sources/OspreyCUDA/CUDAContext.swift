@@ -15,6 +15,8 @@ public struct CUDAStats: Sendable, Equatable {
     public var hostSynchronizations = 0
     public var kernelCompilations = 0
     public var kernelLaunches = 0
+    /// Waits for an earlier step's result (a token) while later work is already queued.
+    public var eventWaits = 0
 }
 
 /// A GPU: context, stream, memory and kernels.
@@ -34,6 +36,22 @@ public final class CUDAContext: @unchecked Sendable {
     private var weights: Arena?
     private var workspace: [Arena] = []
     private var workspaceHighWater = 0
+    private var currentChunk = 0
+    private var blas: (lt: CUBLASLt, handle: OpaquePointer?, workspace: Arena)?
+    private var blasFailure: CUDAError?
+    private var plans: [GEMMKey: GEMMPlan] = [:]
+    private var pinned: [(host: UnsafeMutableRawPointer, event: OpaquePointer?)] = []
+    private var nextPinned = 0
+    private var weightBytesExpected = 0, weightBytesCopied = 0, progressShown = -1
+    /// Decode-sized MXFP4 expert matvecs quantize their inputs to int8 per 32 values and use dp4a
+    /// (as llama.cpp does; ~4x fewer instructions, relative error ~1e-3). Off: f32 inputs, exact.
+    public var int8DecodeActivations = true
+    /// When set, every launch is timed with a pair of events (and waited for: slow, for breakdowns
+    /// only) and the GPU time summed per kernel name into `profile`.
+    public var profileKernels = false
+    /// GPU milliseconds and launches per kernel name, while `profileKernels` is set.
+    public var profile: [String: (launches: Int, milliseconds: Double)] = [:]
+    private var profileEvents: (OpaquePointer?, OpaquePointer?)?
     /// When set, each step's workspace is filled with 0xFF bytes (f32 NaN) first, so an op that
     /// leaves part of its output unwritten shows up as NaN in the GPU checks.
     public var poisonWorkspace = false
@@ -112,6 +130,33 @@ public final class CUDAContext: @unchecked Sendable {
     func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0,
                 _ arguments: [KernelArgument]) throws {
         let f = try self.function(layer: layer, function)
+        if profileKernels {
+            return try timed(function) { try self.launchNow(f, function, grid: grid, block: block, sharedBytes: sharedBytes, arguments) }
+        }
+        try launchNow(f, function, grid: grid, block: block, sharedBytes: sharedBytes, arguments)
+    }
+
+    /// Runs `body` between two events, waits, and adds the GPU time to `profile[name]`.
+    func timed(_ name: String, _ body: () throws -> Void) throws {
+        if profileEvents == nil {
+            var a: OpaquePointer?, b: OpaquePointer?
+            try driver.check(driver.cuEventCreate(&a, 0), "cuEventCreate")
+            try driver.check(driver.cuEventCreate(&b, 0), "cuEventCreate")
+            profileEvents = (a, b)
+        }
+        let (a, b) = profileEvents!
+        try driver.check(driver.cuEventRecord(a, stream), "cuEventRecord")
+        try body()
+        try driver.check(driver.cuEventRecord(b, stream), "cuEventRecord")
+        try driver.check(driver.cuEventSynchronize(b), "cuEventSynchronize")
+        var ms: Float = 0
+        try driver.check(driver.cuEventElapsedTime(&ms, a, b), "cuEventElapsedTime")
+        let old = profile[name] ?? (0, 0)
+        profile[name] = (old.launches + 1, old.milliseconds + Double(ms))
+    }
+
+    private func launchNow(_ f: OpaquePointer, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int,
+                           _ arguments: [KernelArgument]) throws {
         // Each argument's bytes in an 8-byte slot; kernelParams points at each slot (stack memory).
         stats.kernelLaunches += 1
         let n = arguments.count
@@ -128,11 +173,122 @@ public final class CUDAContext: @unchecked Sendable {
         if status != 0 { try driver.check(status, "cuLaunchKernel(\(function))") }
     }
 
+    // MARK: - GEMM (cuBLASLt)
+
+    /// Whether cuBLASLt could be opened (tried once); the GEMM paths fall back to Osprey's own
+    /// kernels without it.
+    var hasGEMM: Bool {
+        if blas != nil { return true }
+        if blasFailure != nil { return false }
+        do {
+            let lt = try CUBLASLt.shared.get()
+            var handle: OpaquePointer?
+            try makeCurrent()
+            try lt.check(lt.create(&handle), "cublasLtCreate")
+            blas = (lt, handle, try Arena(context: self, bytes: Self.gemmWorkspaceBytes))
+            return true
+        } catch let e as CUDAError {
+            blasFailure = e
+            FileHandle.standardError.write(Data("osprey: cuBLASLt unavailable (\(e)); prefill uses Osprey's own kernels\n".utf8))
+            return false
+        } catch { return false }
+    }
+
+    static let gemmWorkspaceBytes = 32 << 20
+
+    /// d[n, m] (f32, row-major) = b[n, k] (bf16, row-major) · a[m, k]ᵀ (bf16, row-major), on the stream.
+    func gemm(a: CUdeviceptr, b: CUdeviceptr, d: CUdeviceptr, m: Int, n: Int, k: Int) throws {
+        guard hasGEMM, let blas else { throw blasFailure ?? CUDAError.cublas(call: "cublasLtCreate", status: -1) }
+        let key = GEMMKey(m: m, n: n, k: k)
+        let plan: GEMMPlan
+        if let p = plans[key] { plan = p } else {
+            plan = try GEMMPlan(lt: blas.lt, handle: blas.handle, key: key, workspaceLimit: Self.gemmWorkspaceBytes)
+            plans[key] = plan
+        }
+        var alpha: Float = 1, beta: Float = 0
+        if profileKernels {
+            profileKernels = false
+            defer { profileKernels = true }
+            return try timed("cublasLtMatmul") { try gemm(a: a, b: b, d: d, m: m, n: n, k: k) }
+        }
+        stats.kernelLaunches += 1
+        try blas.lt.check(blas.lt.matmul(blas.handle, plan.desc, &alpha, a, plan.a, b, plan.b, &beta, d, plan.d, d, plan.d,
+                                         plan.algo, blas.workspace.base, Self.gemmWorkspaceBytes, stream),
+                          "cublasLtMatmul(m \(m) n \(n) k \(k))")
+    }
+
     // MARK: - Memory
 
     /// Reserves one allocation for `bytes` of weights (before any copy).
     func reserveWeights(bytes: Int) throws {
         weights = try Arena(context: self, bytes: bytes)
+        (weightBytesExpected, weightBytesCopied, progressShown) = (bytes, 0, -1)
+    }
+
+    // MARK: - Host <-> device copies through pinned memory
+
+    static let pinnedSlotBytes = 32 << 20
+    static let pinnedSlotCount = 4
+
+    /// The next pinned host slot (round robin), after the copy that last used it has finished.
+    private func takePinnedSlot() throws -> (host: UnsafeMutableRawPointer, event: OpaquePointer?) {
+        if pinned.isEmpty {
+            try makeCurrent()
+            for _ in 0..<Self.pinnedSlotCount {
+                var p: UnsafeMutableRawPointer?, e: OpaquePointer?
+                try driver.check(driver.cuMemHostAlloc(&p, Self.pinnedSlotBytes, 0), "cuMemHostAlloc")
+                try driver.check(driver.cuEventCreate(&e, 2 /* CU_EVENT_DISABLE_TIMING */), "cuEventCreate")
+                try driver.check(driver.cuEventRecord(e, stream), "cuEventRecord")
+                pinned.append((p!, e))
+            }
+        }
+        let slot = pinned[nextPinned]
+        nextPinned = (nextPinned + 1) % pinned.count
+        try driver.check(driver.cuEventSynchronize(slot.event), "cuEventSynchronize")
+        return slot
+    }
+
+    /// Copies `bytes` from host memory (e.g. a mapped checkpoint) to `destination` through the
+    /// pinned slots: the host fills one slot while the DMA engine drains another. Returns when the
+    /// source may be released (everything is in pinned memory or on the device).
+    func copyToDevice(_ destination: CUdeviceptr, from source: UnsafeRawPointer, bytes: Int) throws {
+        var done = 0
+        while done < bytes {
+            let n = min(Self.pinnedSlotBytes, bytes - done)
+            let slot = try takePinnedSlot()
+            slot.host.copyMemory(from: source + done, byteCount: n)
+            try driver.check(driver.cuMemcpyHtoDAsync(destination + CUdeviceptr(done), slot.host, n, stream), "cuMemcpyHtoDAsync_v2")
+            try driver.check(driver.cuEventRecord(slot.event, stream), "cuEventRecord")
+            done += n
+        }
+        weightBytesCopied += bytes
+        showLoadProgress()
+    }
+
+    /// A one-line progress bar on a terminal while the reserved weights are copied.
+    private func showLoadProgress() {
+        guard weightBytesExpected > 0, isatty(2) != 0 else { return }
+        let percent = min(100, weightBytesCopied * 100 / weightBytesExpected)
+        guard percent / 2 != progressShown / 2 else { return }
+        progressShown = percent
+        let gb = { (b: Int) in String(format: "%.1f", Double(b) / 1e9) }
+        let bar = String(repeating: "#", count: percent / 4) + String(repeating: ".", count: 25 - percent / 4)
+        FileHandle.standardError.write(Data("\rloading weights to \(name): [\(bar)] \(percent)% (\(gb(weightBytesCopied))/\(gb(weightBytesExpected)) GB)\(percent >= 99 ? "\n" : "")".utf8))
+        if percent >= 99 { weightBytesExpected = 0 }
+    }
+
+    /// Queues a copy of a small device range into a pinned slot and returns the slot; `waitEvent`
+    /// on its event makes the bytes valid.
+    func startCopyToHost(_ source: CUdeviceptr, bytes: Int) throws -> (host: UnsafeMutableRawPointer, event: OpaquePointer?) {
+        let slot = try takePinnedSlot()
+        try driver.check(driver.cuMemcpyDtoHAsync(slot.host, source, bytes, stream), "cuMemcpyDtoHAsync_v2")
+        try driver.check(driver.cuEventRecord(slot.event, stream), "cuEventRecord")
+        return slot
+    }
+
+    func waitEvent(_ event: OpaquePointer?) throws {
+        stats.eventWaits += 1
+        try driver.check(driver.cuEventSynchronize(event), "cuEventSynchronize")
     }
 
     /// Device memory for a weight tensor: from the reservation, or a fresh allocation when it is full.
@@ -142,11 +298,17 @@ public final class CUDAContext: @unchecked Sendable {
         return (fresh.take(bytes)!, fresh)
     }
 
-    /// Step-lifetime device memory (valid until the next `beginStep`).
+    /// Step-lifetime device memory (valid until the next `beginStep`, or a `compactWorkspace`).
+    /// Chunks are used in order; a step that outgrows them adds one (twice the last), and the next
+    /// `beginStep` merges them into one.
     func allocateWorkspace(bytes: Int) throws -> (pointer: CUdeviceptr, owner: AnyObject) {
-        if let a = workspace.last, let p = a.take(bytes) { return (p, a) }
+        while currentChunk < workspace.count {
+            if let p = workspace[currentChunk].take(bytes) { return (p, workspace[currentChunk]) }
+            currentChunk += 1
+        }
         let fresh = try Arena(context: self, bytes: max(bytes, 64 << 20, 2 * (workspace.last?.capacity ?? 0)))
         workspace.append(fresh)
+        currentChunk = workspace.count - 1
         return (fresh.take(bytes)!, fresh)
     }
 
@@ -158,10 +320,37 @@ public final class CUDAContext: @unchecked Sendable {
             workspace = [try Arena(context: self, bytes: workspace.reduce(0) { $0 + $1.capacity })]
         }
         workspace.first?.reset()
+        currentChunk = 0
         if poisonWorkspace, let w = workspace.first {
             try driver.check(driver.cuMemsetD8Async(w.base, 0xFF, w.capacity, stream), "cuMemsetD8Async")
         }
     }
+
+    /// Copies the workspace ranges to the front of the first chunk, one after another, and makes
+    /// everything after them reusable (stream order keeps queued readers of the old contents safe).
+    /// Returns the new addresses, or nil when it is not worth it (little workspace in use) or not
+    /// possible (a range would overlap a destination, or a range is not in the workspace).
+    func compactWorkspace(keeping ranges: [(pointer: CUdeviceptr, bytes: Int)]) throws -> (pointers: [CUdeviceptr], owner: AnyObject)? {
+        let used = workspace[..<min(currentChunk + 1, workspace.count)].reduce(0) { $0 + $1.used }
+        let total = ranges.reduce(0) { ($0 + $1.bytes + 255) & ~255 }
+        guard let first = workspace.first, used >= Self.compactionThreshold, total <= first.capacity else { return nil }
+        for r in ranges {
+            guard workspace.contains(where: { r.pointer >= $0.base && r.pointer + CUdeviceptr(r.bytes) <= $0.base + CUdeviceptr($0.capacity) }),
+                  r.pointer >= first.base + CUdeviceptr(total) || r.pointer + CUdeviceptr(r.bytes) <= first.base else { return nil }
+        }
+        for w in workspace { w.reset() }
+        currentChunk = 0
+        var pointers: [CUdeviceptr] = []
+        for r in ranges {
+            let dst = first.take(r.bytes)!
+            try driver.check(driver.cuMemcpyDtoDAsync(dst, r.pointer, r.bytes, stream), "cuMemcpyDtoDAsync_v2")
+            pointers.append(dst)
+        }
+        return (pointers, first)
+    }
+
+    /// Workspace use above which a step compacts between layers (decode steps stay below it).
+    static let compactionThreshold = 256 << 20
 
     /// A standalone allocation freed when its owner goes.
     func allocateBuffer(bytes: Int) throws -> (pointer: CUdeviceptr, owner: AnyObject) {

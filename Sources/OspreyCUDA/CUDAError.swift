@@ -12,6 +12,8 @@ public enum CUDAError: Error, CustomStringConvertible, Equatable {
     case driver(call: String, status: Int32, message: String)
     /// An NVRTC call returned an error status.
     case nvrtc(call: String, status: Int32, message: String)
+    /// A cuBLASLt call returned an error status.
+    case cublas(call: String, status: Int32)
     /// A kernel source did not compile.
     case compilation(kernel: String, log: String)
     /// No CUDA device is present (the driver loaded, but it sees no GPU).
@@ -26,6 +28,7 @@ public enum CUDAError: Error, CustomStringConvertible, Equatable {
         case .missingSymbol(let s, let lib): "\(lib) has no symbol \(s) (driver or toolkit too old?)"
         case .driver(let call, let status, let m): "\(call) failed: CUDA error \(status) (\(m))"
         case .nvrtc(let call, let status, let m): "\(call) failed: NVRTC error \(status) (\(m))"
+        case .cublas(let call, let status): "\(call) failed: cuBLAS status \(status)"
         case .compilation(let k, let log): "kernel \(k) did not compile:\n\(log)"
         case .noDevice: "no CUDA device found (the driver loaded but reports no GPU); use --device cpu"
         case .missingKernelSource(let name): "kernel source \(name) is missing from the bundled resources"

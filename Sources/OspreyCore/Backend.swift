@@ -79,6 +79,8 @@ public protocol Backend: Sendable {
     func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor
     /// Elementwise a + b of equal shapes.
     func add(_ a: Tensor, _ b: Tensor) throws -> Tensor
+    /// The residual add and the next RMSNorm in one pass: sum = a + b, normed = rmsNorm(sum).
+    func addRMSNorm(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float) throws -> (sum: Tensor, normed: Tensor)
     /// Rotary embedding, half-split (first half / second half), in place on a copy:
     /// x [T, heads, D]; row t at position `start + t`; cos/sin of pos * invFreq[i], times `scaling`.
     func rope(_ x: Tensor, start: Int, invFreq: Tensor, scaling: Float) throws -> Tensor
@@ -92,6 +94,22 @@ public protocol Backend: Sendable {
     /// `out[t] += w * (down_e(swiglu(gateUp_e(x[t]) + bGU_e)) + bD_e)`. x [T, H] -> [T, H].
     func experts(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor) throws -> Tensor
 
+    /// Like `embedding(_:ids:)` with the ids already on this device (i32 [T]), e.g. the previous
+    /// step's argmax, so a decode step needs nothing from the host. Ids outside the table give zero rows.
+    func embedding(_ table: Tensor, tokens: Tensor) throws -> Tensor
+    /// The index of the largest value of each row of `logits` [T, V] (ties to the lower index),
+    /// written as i32 into `out` [T], a buffer of this device (it outlives the step).
+    func argmax(_ logits: Tensor, into out: Tensor) throws
+    /// Starts copying a small tensor of this device to the host behind the work queued so far and
+    /// returns at once; `wait()` on the result blocks until the copy is done. A decode loop queues
+    /// step n + 1 before waiting for step n's token, so the device never waits for the host.
+    func startDownload(_ tensor: Tensor) throws -> PendingDownload
+
+    /// Says that of the tensors this step's ops returned so far only `tensors` are still needed,
+    /// and returns them (possibly moved): a GPU backend then reuses the rest of its step workspace, so a
+    /// long prefill needs one layer's worth of scratch memory, not one per layer. Default: `t`.
+    func keepOnly(_ tensors: [Tensor]) throws -> [Tensor]
+
     /// Marks the start of a forward step: tensors the previous step's ops returned may be reused
     /// (a GPU backend recycles its per-step workspace here). Default: nothing to do.
     func beginStep() throws
@@ -100,7 +118,34 @@ public protocol Backend: Sendable {
     func reserveWeights(bytes: Int) throws
 }
 
+/// A device-to-host copy in flight (see `Backend.startDownload`).
+public struct PendingDownload {
+    private let finish: () throws -> Tensor
+
+    public init(_ finish: @escaping () throws -> Tensor) { self.finish = finish }
+
+    /// Blocks until the copy is done; returns the host tensor.
+    public func wait() throws -> Tensor { try finish() }
+}
+
 extension Backend {
+    public func embedding(_ table: Tensor, tokens: Tensor) throws -> Tensor {
+        let host = try download(tokens)
+        return try embedding(table, ids: (0..<host.count).map { host.raw.load(fromByteOffset: 4 * $0, as: Int32.self) })
+    }
+
+    public func startDownload(_ tensor: Tensor) throws -> PendingDownload {
+        let host = try download(tensor)
+        return PendingDownload { host }
+    }
+
+    public func keepOnly(_ tensors: [Tensor]) throws -> [Tensor] { tensors }
+
+    public func addRMSNorm(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float) throws -> (sum: Tensor, normed: Tensor) {
+        let sum = try add(a, b)
+        return (sum, try rmsNorm(sum, weight: weight, eps: eps))
+    }
+
     public func beginStep() throws {}
     public func reserveWeights(bytes: Int) throws {}
 }

@@ -196,9 +196,14 @@ struct GptOssBlock: Sendable {
         eps = c.rmsNormEps
     }
 
-    func callAsFunction(_ x: Tensor, layer: Int, cache: any KVCache, on b: any Backend) throws -> Tensor {
-        let h = try b.add(x, attention(b.rmsNorm(x, weight: inputNorm, eps: eps), layer: layer, cache: cache, on: b))
-        return try b.add(h, mlp(b.rmsNorm(h, weight: postAttentionNorm, eps: eps), on: b))
+    /// x [T, H] with `normed` = RMSNorm(x) by this block's input norm; returns the block's output
+    /// and that output normalized by `nextNorm` (the next block's input norm, or the final norm):
+    /// each residual add is fused with the norm that follows it.
+    func callAsFunction(_ x: Tensor, normed: Tensor, nextNorm: Tensor, layer: Int, cache: any KVCache,
+                        on b: any Backend) throws -> (out: Tensor, normed: Tensor) {
+        let (h, hn) = try b.addRMSNorm(x, attention(normed, layer: layer, cache: cache, on: b), weight: postAttentionNorm, eps: eps)
+        let (out, outNormed) = try b.addRMSNorm(h, mlp(hn, on: b), weight: nextNorm, eps: eps)
+        return (out, outNormed)
     }
 }
 
@@ -234,14 +239,36 @@ public struct GptOssModel: LanguageModel {
 
     public func makeCache() -> any KVCache { DynamicCache(windows: config.resolvedWindows, backend: backend) }
 
+    public func makeCache(maxLength: Int) throws -> any KVCache {
+        try StaticCache(windows: config.resolvedWindows, maxLength: maxLength,
+                        rowShape: [config.resolvedKVHeads, config.resolvedHeadDim], backend: backend)
+    }
+
     public func forward(_ ids: [Int32], cache: any KVCache, allPositions: Bool) throws -> Tensor {
         guard !ids.isEmpty else { throw OspreyError.invalidArgument("forward of an empty token list") }
-        let b = backend
-        try b.beginStep()
-        var h = try b.embedding(embedTokens, ids: ids)  // [T, H]
-        for (i, layer) in layers.enumerated() { h = try layer(h, layer: i, cache: cache, on: b) }
-        cache.advance(by: ids.count)
-        if !allPositions { h = h.rows((ids.count - 1)..<ids.count) }
-        return try lmHead(b.rmsNorm(h, weight: norm, eps: config.rmsNormEps), on: b)  // [T or 1, V]
+        try backend.beginStep()
+        return try run(backend.embedding(embedTokens, ids: ids), cache: cache, allPositions: allPositions)
+    }
+
+    public func forward(tokens: Tensor, cache: any KVCache, allPositions: Bool) throws -> Tensor {
+        guard tokens.count > 0, tokens.dtype == .i32 else { throw OspreyError.invalidArgument("forward of \(tokens.count) \(tokens.dtype) token ids") }
+        try backend.beginStep()
+        return try run(backend.embedding(embedTokens, tokens: tokens), cache: cache, allPositions: allPositions)
+    }
+
+    /// The blocks, final norm and lm_head over embedded tokens h [T, H].
+    private func run(_ embedded: Tensor, cache: any KVCache, allPositions: Bool) throws -> Tensor {
+        let b = backend, T = embedded.shape[0]
+        var h = embedded
+        var normed = try b.rmsNorm(h, weight: layers.first?.inputNorm ?? norm, eps: config.rmsNormEps)
+        for (i, layer) in layers.enumerated() {
+            let next = i + 1 < layers.count ? layers[i + 1].inputNorm : norm
+            let r = try layer(h, normed: normed, nextNorm: next, layer: i, cache: cache, on: b)
+            let kept = try b.keepOnly([r.out, r.normed])
+            (h, normed) = (kept[0], kept[1])
+        }
+        cache.advance(by: T)
+        if !allPositions { normed = normed.rows((T - 1)..<T) }
+        return try lmHead(normed, on: b)  // [T or 1, V]
     }
 }

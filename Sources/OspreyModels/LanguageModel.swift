@@ -21,10 +21,27 @@ public protocol LanguageModel: Sendable {
     var backend: any Backend { get }
     /// A fresh cache shaped for this model (sliding layers keep their window, full layers grow).
     func makeCache() -> any KVCache
+    /// A cache for at most `maxLength` tokens whose memory is all allocated here, so decoding never
+    /// allocates (what CUDA graphs want). Default: `makeCache()`, for families without one.
+    func makeCache(maxLength: Int) throws -> any KVCache
     /// Runs `ids` at positions `cache.offset ..< cache.offset + ids.count`, appending their keys
     /// and values to `cache`. Returns f32 logits [T, V] for every position, or [1, V] for the last
     /// one when `allPositions` is false.
     func forward(_ ids: [Int32], cache: any KVCache, allPositions: Bool) throws -> Tensor
+    /// `forward` with the ids already on the backend's device (i32 [T]), e.g. the previous step's
+    /// argmax: a decode step then sends nothing from the host.
+    func forward(tokens: Tensor, cache: any KVCache, allPositions: Bool) throws -> Tensor
+}
+
+extension LanguageModel {
+    public func forward(tokens: Tensor, cache: any KVCache, allPositions: Bool) throws -> Tensor {
+        let host = try backend.download(tokens)
+        return try forward((0..<host.count).map { host.raw.load(fromByteOffset: 4 * $0, as: Int32.self) }, cache: cache, allPositions: allPositions)
+    }
+}
+
+extension LanguageModel {
+    public func makeCache(maxLength: Int) throws -> any KVCache { makeCache() }
 }
 
 /// The families Osprey can load, keyed by `model_type`.

@@ -59,12 +59,21 @@ struct OpChecks {
             out.append(try compare("rmsNorm", "T\(T) H\(H) \(dt)", gpu: gpu.rmsNorm(up(x), weight: up(w), eps: 1e-5), cpu: cpu.rmsNorm(x, weight: w, eps: 1e-5)))
             try gpu.beginStep()
             out.append(try compare("add", "T\(T) H\(H)", gpu: gpu.add(up(x), up(y)), cpu: cpu.add(x, y)))
-        }
-        for (T, O, I, dt, bias) in [(1, 257, 96, DType.bf16, true), (9, 512, 2880, .bf16, true), (19, 200, 160, .f32, false), (3, 64, 64, .f16, true)] {
-            let x = random([T, I]), w = random([O, I], dt, scale: 0.2), b = bias ? random([O], dt) : nil
             try gpu.beginStep()
-            out.append(try compare("linear", "T\(T) O\(O) I\(I) \(dt)\(bias ? " +bias" : "")",
-                                   gpu: gpu.linear(up(x), weight: up(w), bias: b.map(up)), cpu: cpu.linear(x, weight: w, bias: b)))
+            let fused = try gpu.addRMSNorm(up(x), up(y), weight: up(w), eps: 1e-5)
+            let sum = try cpu.add(x, y)
+            out.append(try compare("addRMSNorm sum", "T\(T) H\(H) \(dt)", gpu: fused.sum, cpu: sum))
+            out.append(try compare("addRMSNorm normed", "T\(T) H\(H) \(dt)", gpu: fused.normed, cpu: cpu.rmsNorm(sum, weight: w, eps: 1e-5)))
+        }
+        // T >= 16 with bf16 weights runs on cuBLASLt with bf16 activations: bf16 bound.
+        for (T, O, I, dt, bias) in [(1, 257, 96, DType.bf16, true), (9, 512, 2880, .bf16, true), (19, 200, 160, .f32, false), (3, 64, 64, .f16, true),
+                                    (2, 2880, 4096, .bf16, true), (40, 640, 2880, .bf16, true), (300, 96, 64, .bf16, false)] {
+            let x = random([T, I]), w = random([O, I], dt, scale: 0.2), b = bias ? random([O], dt) : nil
+            let gemm = T >= 16 && dt == .bf16
+            try gpu.beginStep()
+            out.append(try compare("linear", "T\(T) O\(O) I\(I) \(dt)\(bias ? " +bias" : "")\(gemm ? " (cuBLASLt, bf16 in)" : "")",
+                                   gpu: gpu.linear(up(x), weight: up(w), bias: b.map(up)), cpu: cpu.linear(x, weight: w, bias: b),
+                                   bound: gemm ? 1e-2 : 1e-4))
         }
         for (T, Hn, D, start) in [(5, 4, 16, 0), (1, 8, 64, 4095), (12, 3, 24, 100_000)] {
             let x = random([T, Hn, D])
@@ -77,6 +86,7 @@ struct OpChecks {
         let attentionCases: [(Int, Int, Int, Int, Int, Int?, Bool, Int)] = [
             (1, 300, 64, 8, 64, nil, true, 299), (1, 127, 64, 8, 64, 128, true, 500), (7, 20, 6, 2, 16, 5, true, 13),
             (24, 24, 3, 1, 24, nil, false, 0), (5, 9, 4, 4, 32, 3, true, 4),
+            (1, 1000, 64, 8, 64, nil, true, 999), (70, 70, 16, 2, 64, 32, true, 0), (33, 100, 8, 8, 128, nil, true, 67),
         ]
         for (T, S, Hq, Hkv, D, window, sinks, qstart) in attentionCases {
             let q = random([T, Hq, D], scale: 2), k = random([S, Hkv, D], scale: 2), v = random([S, Hkv, D])
@@ -94,7 +104,9 @@ struct OpChecks {
             out.append(try compare("topKSoftmax ids", "T\(T) E\(E) k\(k)", gpu: g.ids, cpu: c.ids, bound: 0))
             out.append(try compare("topKSoftmax weights", "T\(T) E\(E) k\(k)", gpu: g.weights, cpu: c.weights))
         }
-        for (T, E, k, H, I, mx) in [(1, 32, 4, 2880, 2880, true), (6, 5, 2, 64, 96, true), (4, 3, 2, 48, 32, false), (9, 8, 4, 256, 128, false)] {
+        // T >= 16 runs on cuBLASLt (bf16 activations): bf16 bound.
+        for (T, E, k, H, I, mx) in [(1, 32, 4, 2880, 2880, true), (6, 5, 2, 64, 96, true), (4, 3, 2, 48, 32, false), (9, 8, 4, 256, 128, false),
+                                    (2, 32, 4, 2880, 2880, true), (64, 32, 4, 2880, 2880, true), (40, 8, 2, 256, 128, false), (100, 6, 3, 64, 96, true)] {
             let x = random([T, H], scale: 2)
             let logits = random([T, E], scale: 4)
             let routing = try cpu.topKSoftmax(logits, k: k)
@@ -113,10 +125,19 @@ struct OpChecks {
                 hostBank = ExpertBank(weights: .dense(gateUp: gu, down: dn), gateUpBias: bGU, downBias: bD, swigluLimit: 7)
                 devBank = ExpertBank(weights: .dense(gateUp: try up(gu), down: try up(dn)), gateUpBias: try up(bGU), downBias: try up(bD), swigluLimit: 7)
             }
-            try gpu.beginStep()
-            let g = try gpu.experts(up(x), bank: devBank, ids: up(routing.ids), weights: up(routing.weights))
-            out.append(try compare("experts", "T\(T) E\(E) k\(k) H\(H) I\(I) \(mx ? "mxfp4" : "bf16")", gpu: g,
-                                   cpu: cpu.experts(x, bank: hostBank, ids: routing.ids, weights: routing.weights)))
+            let gemm = T >= 16
+            let reference = try cpu.experts(x, bank: hostBank, ids: routing.ids, weights: routing.weights)
+            // MXFP4 decode runs with int8 inputs by default (bound 2e-2: int8 keeps ~8 bits per value,
+            // like bf16) and exactly in f32 when asked.
+            for int8 in mx && !gemm ? [true, false] : [gpu.context.int8DecodeActivations] {
+                gpu.context.int8DecodeActivations = int8
+                defer { gpu.context.int8DecodeActivations = true }
+                try gpu.beginStep()
+                let g = try gpu.experts(up(x), bank: devBank, ids: up(routing.ids), weights: up(routing.weights))
+                let mode = gemm ? " (cuBLASLt, bf16 in)" : (mx && int8 ? " (int8 inputs, dp4a)" : "")
+                out.append(try compare("experts", "T\(T) E\(E) k\(k) H\(H) I\(I) \(mx ? "mxfp4" : "bf16")\(mode)", gpu: g,
+                                       cpu: reference, bound: gemm ? 1e-2 : (mx && int8 ? 2e-2 : 1e-4)))
+            }
         }
         return out
     }

@@ -1,7 +1,11 @@
 // Dense linear layers: out[t, o] = x[t, :] . W[o, :] + b[o], f32 activations, f32/f16/bf16
 // weights, f32 accumulation. One warp per output row and tile of TILE tokens, so each weight row
 // is read once per tile (decode reads every weight exactly once). `linear_bf16x8` is the fast
-// path for bf16 weights with I % 8 == 0: each lane loads 8 weights (16 bytes) at a time.
+// path for bf16 weights with I % 8 == 0: each lane loads 8 weights (16 bytes) at a time;
+// `linear_bf16_decode_nN` the one for 1-4 tokens: each lane issues all N of its 16-byte loads of
+// the row before using any (N = ceil(I / 256), rows up to 4,096 inputs) while the block stages x
+// in shared memory, so a warp waits for memory once; `linear_bf16_decode` is the same for longer rows, 4 loads at a time. Prefill-sized
+// inputs go through cuBLASLt instead (CUDABackend+GEMM.swift), with `to_bf16` and `add_bias`.
 // Launcher: CUDABackend+Ops.swift.
 #include "common.cuh"
 
@@ -63,4 +67,107 @@ extern "C" __global__ void linear_bf16x8(const float* x, const unsigned short* W
         float s = warp_sum(acc[j]);
         if (lane == 0 && j < n) out[(long long)(t0 + j) * O + o] = s + b;
     }
+}
+
+// 8 bf16 weights (one 16-byte load) dotted with x[0:8] for each of the T <= DEC_T tokens.
+#define DEC_T 4
+__device__ __forceinline__ void bf16x8_dot(uint4 p, const float* x, long long I, int T, float* acc) {
+    float w[8];
+    unsigned int words[4] = {p.x, p.y, p.z, p.w};
+    #pragma unroll
+    for (int q = 0; q < 4; q++) {
+        w[2 * q] = __uint_as_float(words[q] << 16);
+        w[2 * q + 1] = __uint_as_float(words[q] & 0xffff0000u);
+    }
+    #pragma unroll
+    for (int j = 0; j < DEC_T; j++) {
+        if (j < T) {
+            const float4* xv = (const float4*)(x + j * I);
+            float4 a = xv[0], b = xv[1];
+            acc[j] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
+        }
+    }
+}
+
+// One warp per output row for T <= 4 tokens (decode): the row is read once, 4 x 16 bytes per lane in flight.
+extern "C" __global__ void linear_bf16_decode(const float* x, const unsigned short* W, const void* bias, int bdt, float* out,
+                                              int T, int O, int I) {
+    int o = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    if (o >= O) return;
+    const uint4* row = (const uint4*)(W + (long long)o * I);
+    int n8 = I / 8;
+    float acc[DEC_T];
+    #pragma unroll
+    for (int j = 0; j < DEC_T; j++) acc[j] = 0.f;
+    int c = lane;
+    for (; c + 96 < n8; c += 128) {
+        uint4 p[4];
+        #pragma unroll
+        for (int u = 0; u < 4; u++) p[u] = row[c + 32 * u];
+        #pragma unroll
+        for (int u = 0; u < 4; u++) bf16x8_dot(p[u], x + (long long)(c + 32 * u) * 8, I, T, acc);
+    }
+    for (; c < n8; c += 32) bf16x8_dot(row[c], x + (long long)c * 8, I, T, acc);
+    float b = bias ? load_w(bias, o, bdt) : 0.f;
+    #pragma unroll
+    for (int j = 0; j < DEC_T; j++) {
+        float s = warp_sum(acc[j]);
+        if (lane == 0 && j < T) out[(long long)j * O + o] = s + b;
+    }
+}
+
+template <int NL>
+__device__ __forceinline__ void linear_decode_preloaded(const float* x, const unsigned short* W, const void* bias, int bdt,
+                                                        float* out, int T, int O, int I) {
+    extern __shared__ float4 sx4[];  // x [T, I], staged once per block (dynamic shared memory)
+    int o = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    bool live = o < O;
+    const uint4* row = (const uint4*)(W + (long long)(live ? o : 0) * I);
+    int n8 = I / 8;
+    uint4 p[NL];
+    #pragma unroll
+    for (int u = 0; u < NL; u++) {  // the weight loads go out first...
+        int c = lane + 32 * u;
+        p[u] = live && c < n8 ? row[c] : make_uint4(0u, 0u, 0u, 0u);
+    }
+    const float4* xg = (const float4*)x;  // ...then the block stages x while they are in flight
+    for (int i = threadIdx.x; i < T * I / 4; i += blockDim.x) sx4[i] = xg[i];
+    __syncthreads();
+    if (!live) return;
+    const float* sx = (const float*)sx4;
+    float acc[DEC_T];
+    #pragma unroll
+    for (int j = 0; j < DEC_T; j++) acc[j] = 0.f;
+    #pragma unroll
+    for (int u = 0; u < NL; u++) {
+        int c = lane + 32 * u;
+        if (c < n8) bf16x8_dot(p[u], sx + (long long)c * 8, I, T, acc);
+    }
+    float b = bias ? load_w(bias, o, bdt) : 0.f;
+    #pragma unroll
+    for (int j = 0; j < DEC_T; j++) {
+        float s = warp_sum(acc[j]);
+        if (lane == 0 && j < T) out[(long long)j * O + o] = s + b;
+    }
+}
+
+#define LINEAR_DECODE_ARGS const float* x, const unsigned short* W, const void* bias, int bdt, float* out, int T, int O, int I
+extern "C" __global__ void linear_bf16_decode_n4(LINEAR_DECODE_ARGS) { linear_decode_preloaded<4>(x, W, bias, bdt, out, T, O, I); }
+extern "C" __global__ void linear_bf16_decode_n8(LINEAR_DECODE_ARGS) { linear_decode_preloaded<8>(x, W, bias, bdt, out, T, O, I); }
+extern "C" __global__ void linear_bf16_decode_n12(LINEAR_DECODE_ARGS) { linear_decode_preloaded<12>(x, W, bias, bdt, out, T, O, I); }
+extern "C" __global__ void linear_bf16_decode_n16(LINEAR_DECODE_ARGS) { linear_decode_preloaded<16>(x, W, bias, bdt, out, T, O, I); }
+
+// y = bf16(x), round to nearest even (NaN kept).
+extern "C" __global__ void to_bf16(const float* x, unsigned short* y, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        unsigned int u = __float_as_uint(x[i]);
+        y[i] = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u)
+                                                : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+
+// y[t, o] += b[o] over n = T * O elements.
+extern "C" __global__ void add_bias(float* y, const void* b, int bdt, long long n, int O) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        y[i] += load_w(b, i % O, bdt);
 }
