@@ -100,12 +100,8 @@ extension CUDABackend {
         let grid = ((O + warpsPerBlock - 1) / warpsPerBlock, (T + 7) / 8, 1)
         let biasArgs: [KernelArgument] = [.pointer(bias.map(ptr) ?? 0), try bias.map { try code($0, "linear") } ?? .int(0)]
         let sizes: [KernelArgument] = [.pointer(ptr(out)), .int(Int32(T)), .int(Int32(O)), .int(Int32(I))]
-        if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0, T <= 4, T * I * 4 <= 48 << 10,
-           let loads = [4, 8, 12, 16].first(where: { $0 * 256 >= I }) {
-            // 4 warps (rows) per block, x staged in shared memory.
-            try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((O + 3) / 4, 1, 1), block: 128, sharedBytes: T * I * 4,
-                               [.pointer(ptr(x)), .pointer(ptr(weight))] + biasArgs + sizes)
-        } else if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0, T <= 4 {
+        if let fused = try decodeLinears(x, [(weight, bias)]) { return fused[0] }
+        if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0, T <= 4 {
             try context.launch("Linear", "linear_bf16_decode", grid: ((O + warpsPerBlock - 1) / warpsPerBlock, 1, 1), block: 32 * warpsPerBlock,
                                [.pointer(ptr(x)), .pointer(ptr(weight))] + biasArgs + sizes)
         } else if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0 {
@@ -116,6 +112,41 @@ extension CUDABackend {
                                [.pointer(ptr(x)), .pointer(ptr(weight)), try code(weight, "linear")] + biasArgs + sizes)
         }
         return out
+    }
+
+    public func linears(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?)]) throws -> [Tensor] {
+        if let fused = try decodeLinears(x, layers) { return fused }
+        return try layers.map { try linear(x, weight: $0.weight, bias: $0.bias) }
+    }
+
+    /// Up to 3 bf16 linear layers over the same 1-4 rows in one launch (4 warps = 4 output rows
+    /// per block, x staged in shared memory); nil when the shapes do not fit that kernel.
+    private func decodeLinears(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?)]) throws -> [Tensor]? {
+        guard let first = layers.first, layers.count <= 3, x.dtype == .f32, x.device == device, first.weight.shape.rank == 2 else { return nil }
+        let I = first.weight.shape[1], T = x.count / max(I, 1)
+        guard x.shape[-1] == I, T >= 1, T <= 4, I % 8 == 0, T * I * 4 <= 48 << 10, ptr(x) % 16 == 0,
+              let loads = [4, 8, 12, 16].first(where: { $0 * 256 >= I }) else { return nil }
+        var dtypes = Set<DType>()
+        for l in layers {
+            guard l.weight.dtype == .bf16, l.weight.device == device, l.weight.shape.rank == 2, l.weight.shape[1] == I,
+                  ptr(l.weight) % 16 == 0, l.bias.map({ $0.count == l.weight.shape[0] && $0.device == device }) ?? true else { return nil }
+            if let b = l.bias { dtypes.insert(b.dtype) }
+        }
+        guard dtypes.count <= 1 else { return nil }
+        let outs = try layers.map { try workspace([T, $0.weight.shape[0]]) }
+        let bdt: KernelArgument = try layers.compactMap(\.bias).first.map { try code($0, "linear") } ?? .int(0)
+        var w: [KernelArgument] = [], b: [KernelArgument] = [], o: [KernelArgument] = [], n: [KernelArgument] = []
+        for i in 0..<3 {
+            let l = i < layers.count ? layers[i] : nil
+            w.append(.pointer(l.map { ptr($0.weight) } ?? 0))
+            b.append(.pointer(l?.bias.map(ptr) ?? 0))
+            o.append(.pointer(i < outs.count ? ptr(outs[i]) : 0))
+            n.append(.int(Int32(l?.weight.shape[0] ?? 0)))
+        }
+        let rows = layers.reduce(0) { $0 + $1.weight.shape[0] }
+        try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((rows + 3) / 4, 1, 1), block: 128, sharedBytes: T * I * 4,
+                           [.pointer(ptr(x))] + w + b + [bdt] + o + n + [.int(Int32(T)), .int(Int32(I))])
+        return outs
     }
 
     // MARK: - rope.cu, attention.cu
@@ -143,7 +174,7 @@ extension CUDABackend {
         if let sinks { try requireDevice(sinks, "attention"); guard sinks.count == Hq else { throw OspreyError.invalidTensor("sinks \(sinks.shape) for \(Hq) heads") } }
         let out = try workspace([T, Hq * D])
         if T >= 16, [16, 32, 64].contains(D) {
-            try context.launch("Attention", "attention_prefill_d\(D)", grid: ((T + 63) / 64, Hq, 1), block: 128, [
+            try context.launch("Attention", "attention_prefill_d\(D)", grid: ((T + 127) / 128, Hq, 1), block: 128, [
                 .pointer(ptr(q)), .pointer(ptr(k)), .pointer(ptr(v)), .pointer(sinks.map(ptr) ?? 0),
                 try sinks.map { try code($0, "attention") } ?? .int(0), .pointer(ptr(out)),
                 .int(Int32(T)), .int(Int32(Hq)), .int(Int32(k.shape[1])), .int(Int32(k.shape[0])),

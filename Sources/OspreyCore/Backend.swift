@@ -77,6 +77,9 @@ public protocol Backend: Sendable {
     func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) throws -> Tensor
     /// `x @ weight^T + bias`: x [T, in] f32, weight [out, in], bias [out] or nil -> [T, out].
     func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor
+    /// Several linear layers over the same input (q, k and v): one launch on a GPU where the
+    /// shapes allow. Default: `linear` for each.
+    func linears(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?)]) throws -> [Tensor]
     /// Elementwise a + b of equal shapes.
     func add(_ a: Tensor, _ b: Tensor) throws -> Tensor
     /// The residual add and the next RMSNorm in one pass: sum = a + b, normed = rmsNorm(sum).
@@ -140,6 +143,10 @@ extension Backend {
     }
 
     public func keepOnly(_ tensors: [Tensor]) throws -> [Tensor] { tensors }
+
+    public func linears(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?)]) throws -> [Tensor] {
+        try layers.map { try linear(x, weight: $0.weight, bias: $0.bias) }
+    }
 
     public func addRMSNorm(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float) throws -> (sum: Tensor, normed: Tensor) {
         let sum = try add(a, b)

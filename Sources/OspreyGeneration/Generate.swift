@@ -37,6 +37,8 @@ public struct TokenIterator {
     private var sampler: Sampler
     private var history: [Int32]
     private var input: [Int32]
+    /// Plain greedy decoding on a GPU picks on the device, one step ahead (GreedyPipeline.swift).
+    private var pipeline: GreedyPipeline?
 
     /// Checks `config` and makes the cache (`config.cache`, or `cache` when given).
     public init(model: any LanguageModel, prompt: [Int32], config: GenerationConfig, cache: (any KVCache)? = nil) throws {
@@ -54,14 +56,20 @@ public struct TokenIterator {
         sampler = Sampler(config, promptLength: prompt.count)
         (history, input) = (prompt, prompt)
         if maxNewTokens == 0 { finishReason = .length }
+        if sampler.isPlainGreedy && model.backend.device != .cpu { pipeline = try GreedyPipeline(backend: model.backend) }
     }
 
     /// The next id (the first call prefills the prompt), or nil once generation has ended.
     public mutating func next() throws -> Int32? {
         guard finishReason == nil else { return nil }
         guard !Task.isCancelled else { finishReason = .cancelled; return nil }
-        let logits = try model.backend.download(model.forward(input, cache: cache, allPositions: false))
-        let id = sampler.pick(logits, history: history)
+        let id: Int32
+        if pipeline != nil {
+            id = try pipeline!.next(model: model, cache: cache, prompt: input, more: generated.count + 1 < maxNewTokens)
+        } else {
+            let logits = try model.backend.download(model.forward(input, cache: cache, allPositions: false))
+            id = sampler.pick(logits, history: history)
+        }
         generated.append(id)
         history.append(id)
         input = [id]

@@ -163,11 +163,15 @@ public struct Sampler: Sendable {
         self.init(config.sampling, extra: extra + config.logitsProcessors)
     }
 
+    /// Whether this sampler is a plain argmax (no processors, temperature 0), which a GPU can do on
+    /// the device.
+    public var isPlainGreedy: Bool { processors.isEmpty && parameters.temperature == 0 }
+
     /// The next token for the last row of `logits` ([.., V], host f32), given the ids so far.
     public mutating func pick(_ logits: Tensor, history: [Int32] = []) -> Int32 {
         let V = logits.shape[-1]
         let row = logits.raw.assumingMemoryBound(to: Float.self) + (logits.count - V)
-        if processors.isEmpty && parameters.temperature == 0 {  // plain greedy: no copy of the row
+        if isPlainGreedy {  // no copy of the row
             var best = 0
             for i in 1..<V where row[i] > row[best] { best = i }
             return Int32(best)

@@ -128,9 +128,11 @@ struct GptOssAttention: Sendable {
 
     func callAsFunction(_ x: Tensor, layer: Int, cache: any KVCache, on b: any Backend) throws -> Tensor {
         let (T, start) = (x.shape[0], cache.offset)
-        var q = try qProj(x, on: b).reshaped([T, heads, headDim])   // [T, Hq, D]
-        var k = try kProj(x, on: b).reshaped([T, kvHeads, headDim]) // [T, Hkv, D]
-        let v = try vProj(x, on: b).reshaped([T, kvHeads, headDim])
+        // q, k and v read the same x: one call (one launch for decode on a GPU).
+        let qkv = try b.linears(x, [(qProj.weight, qProj.bias), (kProj.weight, kProj.bias), (vProj.weight, vProj.bias)])
+        var q = qkv[0].reshaped([T, heads, headDim])   // [T, Hq, D]
+        var k = qkv[1].reshaped([T, kvHeads, headDim]) // [T, Hkv, D]
+        let v = qkv[2].reshaped([T, kvHeads, headDim])
         q = try b.rope(q, start: start, invFreq: invFreq, scaling: rope.attentionScaling)
         k = try b.rope(k, start: start, invFreq: invFreq, scaling: rope.attentionScaling)
         let kv = try cache.update(layer: layer, k: k, v: v)

@@ -29,6 +29,12 @@ struct GPUCheck: ParsableCommand {
     @Flag(help: "Also time every kernel of one decode step and one 2,048-token prefill (GPU time per kernel name).")
     var profile = false
 
+    @Option(name: .customLong("long-decode"), help: "Also generate this many tokens after a 1,024-token prompt with the config-aware cache and with every layer full (KV bytes and tok/s).")
+    var longDecode: Int?
+
+    @Option(name: .customLong("long-decode-csv"), help: "Write the long-decode samples here as CSV.")
+    var longDecodeCSV: String?
+
     @Option(help: "Write the markdown report here (also printed).")
     var report: String?
 
@@ -147,6 +153,10 @@ struct GPUCheck: ParsableCommand {
             "- steady decode, per token: \(String(format: "%.1f", Double(s.kernelLaunches) / n)) kernel launches, \(String(format: "%.2f", Double(s.eventWaits) / n)) event waits (the host reading the previous token while the GPU runs this one); in all \(decodeTokens) tokens: \(s.deviceAllocations) device allocations, \(s.hostSynchronizations) stream synchronisations, \(s.kernelCompilations) compilations — \(steady ? "ok (must be 0)" : "FAIL (must be 0)")",
         ]
         if profile { lines += try profileSteps(model, gpu: gpu, longPrompt: longPrompt) }
+        if let longDecode {
+            guard let gptOss = model as? GptOssModel else { throw ValidationError("--long-decode needs a gpt-oss model") }
+            lines += try LongDecode.run(gptOss, gpu: gpu, tokens: longDecode, csv: longDecodeCSV)
+        }
         return (lines, failures)
     }
 

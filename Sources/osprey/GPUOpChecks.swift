@@ -75,6 +75,17 @@ struct OpChecks {
                                    gpu: gpu.linear(up(x), weight: up(w), bias: b.map(up)), cpu: cpu.linear(x, weight: w, bias: b),
                                    bound: gemm ? 1e-2 : 1e-4))
         }
+        for (T, I) in [(1, 2880), (3, 64)] {  // q, k and v in one launch
+            let x = random([T, I])
+            let ws = [random([96, I], .bf16, scale: 0.2), random([32, I], .bf16, scale: 0.2), random([32, I], .bf16, scale: 0.2)]
+            let bs = [random([96], .bf16), random([32], .bf16), random([32], .bf16)]
+            try gpu.beginStep()
+            let g = try gpu.linears(up(x), try zip(ws, bs).map { (try up($0), try up($1)) })
+            for i in 0..<3 {
+                out.append(try compare("linears[\(i)]", "T\(T) O\(ws[i].shape[0]) I\(I) bf16 +bias (one launch)", gpu: g[i],
+                                       cpu: cpu.linear(x, weight: ws[i], bias: bs[i])))
+            }
+        }
         for (T, Hn, D, start) in [(5, 4, 16, 0), (1, 8, 64, 4095), (12, 3, 24, 100_000)] {
             let x = random([T, Hn, D])
             let freqs: [Float] = (0..<(D / 2)).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / Double(D))) }

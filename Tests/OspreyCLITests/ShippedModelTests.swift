@@ -16,7 +16,7 @@ import OspreyTokenizers
 
 /// Flip to true in the commit that adds Models/osprey-tiny-shakespeare. Until then the suite runs only
 /// when $OSPREY_DEFAULT_MODEL names a folder made by the script (e.g. its --smoke output).
-let shippedModelCommitted = false
+let shippedModelCommitted = true
 
 enum ShippedModel {
     static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -2,8 +2,7 @@
 // Key j (position kstart + j) is visible to query i (position qstart + i) iff j <= i and, when
 // window > 0, i - j < window; the visible keys of a query are one contiguous range [lo, hi).
 // The sink adds exp(sink - M) to the softmax denominator and nothing to the values.
-//   attention_prefill_dNN  prefill (head sizes 16/32/64): a pair of lanes per query (half the
-//                  dimensions each, dot products joined by one shuffle), a block per 64
+//   attention_prefill_dNN  prefill (head sizes 16/32/64): one thread per query, a block per 128
 //                  consecutive queries of one head; chunks of 32 keys and values are staged in shared
 //                  memory with coalesced loads and read back as broadcasts, each thread keeping its
 //                  query, its online softmax and its output row in registers.
@@ -157,20 +156,19 @@ template <int D>
 __device__ __forceinline__ void attention_prefill(const float* q, const float* k, const float* v, const void* sinks, int sdt,
                                                   float* out, int T, int Hq, int Hkv, int S, int qstart, int kstart,
                                                   int window, float scale) {
-    constexpr int D4 = D / 4, HD = D / 2, HD4 = HD / 4;  // each query is split over a pair of lanes, half the dims each
+    constexpr int D4 = D / 4;
     __shared__ float4 sK[32][D4];
     __shared__ float4 sV[32][D4];
     int h = blockIdx.y, kvh = h / (Hq / Hkv);
-    int queries = blockDim.x / 2;
-    int t0 = blockIdx.x * queries, t = t0 + threadIdx.x / 2, half = threadIdx.x & 1;
+    int t0 = blockIdx.x * blockDim.x, t = t0 + threadIdx.x;
     bool active = t < T;
     int qpos = qstart + (active ? t : T - 1);
-    float qr[HD], acc[HD];
-    const float* qrow = q + ((long long)(active ? t : T - 1) * Hq + h) * D + half * HD;
+    float qr[D], acc[D];
+    const float* qrow = q + ((long long)(active ? t : T - 1) * Hq + h) * D;
     #pragma unroll
-    for (int d = 0; d < HD; d++) { qr[d] = qrow[d] * scale; acc[d] = 0.f; }
+    for (int d = 0; d < D; d++) { qr[d] = qrow[d] * scale; acc[d] = 0.f; }
     float m = -INFINITY, l = 0.f;
-    int tLast = min(t0 + queries, T) - 1;
+    int tLast = min(t0 + (int)blockDim.x, T) - 1;
     int hi = min(S, qstart + tLast - kstart + 1);
     int lo = window > 0 ? max(0, qstart + t0 - window + 1 - kstart) : 0;
     long long stride = (long long)Hkv * D;
@@ -183,56 +181,59 @@ __device__ __forceinline__ void attention_prefill(const float* q, const float* k
             sV[j][c] = ok ? ((const float4*)(v + key * stride + (long long)kvh * D))[c] : make_float4(0.f, 0.f, 0.f, 0.f);
         }
         __syncthreads();
-        // This query's visible keys in the chunk: [jlo, jhi); both lanes of a pair agree.
+        // This query's visible keys in the chunk: [jlo, jhi).
         int jlo = window > 0 ? max(0, qpos - window + 1 - kstart - base) : 0;
         int jhi = min(min(32, hi - base), qpos - kstart - base + 1);
-        bool any = active && jlo < jhi;
-        float s[32], cmax = -INFINITY;
-        #pragma unroll
-        for (int j = 0; j < 32; j++) {
-            float d0 = 0.f, d1 = 0.f;
+        if (!active || jlo >= jhi) continue;
+        // Sub-chunks of 8 keys in a loop that is not unrolled, so the body stays a few KB of code.
+        // Every lane reads the same K/V element at a time (one shared-memory broadcast feeds 4 FMAs per lane).
+        #pragma unroll 1
+        for (int sub = jlo & ~7; sub < jhi; sub += 8) {
+            float s[8], cmax = -INFINITY;
             #pragma unroll
-            for (int c = 0; c < HD4; c++) {
-                float4 kk = sK[j][half * HD4 + c];
-                d0 += qr[4 * c] * kk.x + qr[4 * c + 1] * kk.y;
-                d1 += qr[4 * c + 2] * kk.z + qr[4 * c + 3] * kk.w;
+            for (int jj = 0; jj < 8; jj++) {
+                int j = sub + jj;
+                float d0 = 0.f, d1 = 0.f;
+                #pragma unroll
+                for (int c = 0; c < D4; c++) {
+                    float4 kk = sK[j][c];
+                    d0 += qr[4 * c] * kk.x + qr[4 * c + 1] * kk.y;
+                    d1 += qr[4 * c + 2] * kk.z + qr[4 * c + 3] * kk.w;
+                }
+                s[jj] = j >= jlo && j < jhi ? d0 + d1 : -INFINITY;
+                cmax = fmaxf(cmax, s[jj]);
             }
-            float dot = d0 + d1;
-            dot += __shfl_xor_sync(0xffffffffu, dot, 1);  // the other half of the dims
-            s[j] = j >= jlo && j < jhi ? dot : -INFINITY;
-            cmax = fmaxf(cmax, s[j]);
-        }
-        if (!any) continue;
-        float mn = fmaxf(m, cmax);
-        float corr = expf(m - mn);  // 0 while m is -inf
-        l *= corr;
-        #pragma unroll
-        for (int d = 0; d < HD; d++) acc[d] *= corr;
-        #pragma unroll
-        for (int j = 0; j < 32; j++) {
-            float p = expf(s[j] - mn);  // 0 for keys this query cannot see
-            l += p;
+            float mn = fmaxf(m, cmax);  // finite: some key of [sub, sub + 8) is visible
+            float corr = expf(m - mn);  // 0 while m is -inf
+            l *= corr;
             #pragma unroll
-            for (int c = 0; c < HD4; c++) {
-                float4 vv = sV[j][half * HD4 + c];
-                acc[4 * c] += p * vv.x; acc[4 * c + 1] += p * vv.y; acc[4 * c + 2] += p * vv.z; acc[4 * c + 3] += p * vv.w;
+            for (int d = 0; d < D; d++) acc[d] *= corr;
+            #pragma unroll
+            for (int jj = 0; jj < 8; jj++) {
+                float p = expf(s[jj] - mn);  // 0 for keys this query cannot see
+                l += p;
+                #pragma unroll
+                for (int c = 0; c < D4; c++) {
+                    float4 vv = sV[sub + jj][c];
+                    acc[4 * c] += p * vv.x; acc[4 * c + 1] += p * vv.y; acc[4 * c + 2] += p * vv.z; acc[4 * c + 3] += p * vv.w;
+                }
             }
+            m = mn;
         }
-        m = mn;
     }
     if (!active) return;
     float sink = sinks ? load_w(sinks, h, sdt) : -INFINITY;
     float M = fmaxf(m, sink);
-    float* orow = out + ((long long)t * Hq + h) * D + half * HD;
+    float* orow = out + ((long long)t * Hq + h) * D;
     if (M == -INFINITY) {
         #pragma unroll
-        for (int d = 0; d < HD; d++) orow[d] = 0.f;
+        for (int d = 0; d < D; d++) orow[d] = 0.f;
         return;
     }
     float c = m == -INFINITY ? 0.f : expf(m - M);
     float L = l * c + (sinks ? expf(sink - M) : 0.f);
     #pragma unroll
-    for (int d = 0; d < HD; d++) orow[d] = acc[d] * c / L;
+    for (int d = 0; d < D; d++) orow[d] = acc[d] * c / L;
 }
 
 #define PREFILL_ARGS const float* q, const float* k, const float* v, const void* sinks, int sdt, float* out, \

@@ -116,21 +116,33 @@ extern "C" __global__ void linear_bf16_decode(const float* x, const unsigned sho
     }
 }
 
+// One warp per output row of up to 3 matrices sharing the input (q, k and v: one launch). Rows
+// [0, O0) are W0's, then W1's, then W2's. Each lane issues all NL of its 16-byte weight loads
+// first; the block stages x [T, I] in shared memory meanwhile.
 template <int NL>
-__device__ __forceinline__ void linear_decode_preloaded(const float* x, const unsigned short* W, const void* bias, int bdt,
-                                                        float* out, int T, int O, int I) {
-    extern __shared__ float4 sx4[];  // x [T, I], staged once per block (dynamic shared memory)
-    int o = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
-    bool live = o < O;
+__device__ __forceinline__ void linear_decode_preloaded(const float* x, const unsigned short* W0, const unsigned short* W1,
+                                                        const unsigned short* W2, const void* b0, const void* b1, const void* b2,
+                                                        int bdt, float* out0, float* out1, float* out2, int O0, int O1, int O2,
+                                                        int T, int I) {
+    extern __shared__ float4 sx4[];
+    int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    bool live = r < O0 + O1 + O2;
+    int o = r;
+    const unsigned short* W = W0;
+    const void* bias = b0;
+    float* out = out0;
+    int O = O0;
+    if (r >= O0 + O1) { o = r - O0 - O1; W = W2; bias = b2; out = out2; O = O2; }
+    else if (r >= O0) { o = r - O0; W = W1; bias = b1; out = out1; O = O1; }
     const uint4* row = (const uint4*)(W + (long long)(live ? o : 0) * I);
     int n8 = I / 8;
     uint4 p[NL];
     #pragma unroll
-    for (int u = 0; u < NL; u++) {  // the weight loads go out first...
+    for (int u = 0; u < NL; u++) {
         int c = lane + 32 * u;
         p[u] = live && c < n8 ? row[c] : make_uint4(0u, 0u, 0u, 0u);
     }
-    const float4* xg = (const float4*)x;  // ...then the block stages x while they are in flight
+    const float4* xg = (const float4*)x;
     for (int i = threadIdx.x; i < T * I / 4; i += blockDim.x) sx4[i] = xg[i];
     __syncthreads();
     if (!live) return;
@@ -151,11 +163,13 @@ __device__ __forceinline__ void linear_decode_preloaded(const float* x, const un
     }
 }
 
-#define LINEAR_DECODE_ARGS const float* x, const unsigned short* W, const void* bias, int bdt, float* out, int T, int O, int I
-extern "C" __global__ void linear_bf16_decode_n4(LINEAR_DECODE_ARGS) { linear_decode_preloaded<4>(x, W, bias, bdt, out, T, O, I); }
-extern "C" __global__ void linear_bf16_decode_n8(LINEAR_DECODE_ARGS) { linear_decode_preloaded<8>(x, W, bias, bdt, out, T, O, I); }
-extern "C" __global__ void linear_bf16_decode_n12(LINEAR_DECODE_ARGS) { linear_decode_preloaded<12>(x, W, bias, bdt, out, T, O, I); }
-extern "C" __global__ void linear_bf16_decode_n16(LINEAR_DECODE_ARGS) { linear_decode_preloaded<16>(x, W, bias, bdt, out, T, O, I); }
+#define LINEAR_DECODE_ARGS const float* x, const unsigned short* W0, const unsigned short* W1, const unsigned short* W2, \
+    const void* b0, const void* b1, const void* b2, int bdt, float* out0, float* out1, float* out2, int O0, int O1, int O2, int T, int I
+#define LINEAR_DECODE_PASS x, W0, W1, W2, b0, b1, b2, bdt, out0, out1, out2, O0, O1, O2, T, I
+extern "C" __global__ void linear_bf16_decode_n4(LINEAR_DECODE_ARGS) { linear_decode_preloaded<4>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n8(LINEAR_DECODE_ARGS) { linear_decode_preloaded<8>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n12(LINEAR_DECODE_ARGS) { linear_decode_preloaded<12>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n16(LINEAR_DECODE_ARGS) { linear_decode_preloaded<16>(LINEAR_DECODE_PASS); }
 
 // y = bf16(x), round to nearest even (NaN kept).
 extern "C" __global__ void to_bf16(const float* x, unsigned short* y, long long n) {
