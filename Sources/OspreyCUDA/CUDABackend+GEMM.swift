@@ -75,20 +75,20 @@ extension CUDABackend {
         let orderT = try stage(order, shape: [P], dtype: .i32), slotT = try stage(slot, shape: [P], dtype: .i32)
 
         let xs = try workspace([rows, H], .bf16)
-        try context.launch("MoE", "moe_gather_bf16", grid: (P, 1, 1), block: 256,
+        try context.launch("MoEPrefill", "moe_gather_bf16", grid: (P, 1, 1), block: 256,
                            [.pointer(ptr(x)), .pointer(ptr(orderT)), .pointer(ptr(slotT)), .int(Int32(k)), .pointer(ptr(xs)), .int(Int32(H))])
         let gu = try workspace([rows, 2 * I])
         try expertGEMMs(bank: bank, half: .gateUp, input: xs, output: gu, counts: counts, starts: starts, padded: padded,
                         m: 2 * I, k: H)
         let h = try workspace([rows, I], .bf16)
-        try context.launch("MoE", "moe_bias_swiglu_bf16", grid: (P, 1, 1), block: 256, [
+        try context.launch("MoEPrefill", "moe_bias_swiglu_bf16", grid: (P, 1, 1), block: 256, [
             .pointer(ptr(gu)), .pointer(ptr(orderT)), .pointer(ptr(slotT)), .pointer(ptr(ids)), .pointer(ptr(bank.gateUpBias)),
             try code(bank.gateUpBias, "experts"), .pointer(ptr(h)), .int(Int32(I)), .float(bank.swigluLimit), .float(bank.alpha),
         ])
         let ys = try workspace([rows, H])
         try expertGEMMs(bank: bank, half: .down, input: h, output: ys, counts: counts, starts: starts, padded: padded, m: H, k: I)
         let y = try workspace([P, H])
-        try context.launch("MoE", "moe_bias_scatter", grid: (P, 1, 1), block: 256, [
+        try context.launch("MoEPrefill", "moe_bias_scatter", grid: (P, 1, 1), block: 256, [
             .pointer(ptr(ys)), .pointer(ptr(orderT)), .pointer(ptr(slotT)), .pointer(ptr(ids)), .pointer(ptr(bank.downBias)),
             try code(bank.downBias, "experts"), .pointer(ptr(y)), .int(Int32(H)),
         ])
@@ -139,7 +139,7 @@ extension CUDABackend {
     /// bf16 expansion of `count` MXFP4 blocks starting at block `first` into `out`.
     private func expand(_ blocks: Tensor, _ scales: Tensor, from first: Int, blocks count: Int, into out: Tensor) throws {
         let words = count * 4  // packed 4-byte words
-        try context.launch("MoE", "mxfp4_to_bf16", grid: (min((words + 255) / 256, 65535), 1, 1), block: 256, [
+        try context.launch("MoEPrefill", "mxfp4_to_bf16", grid: (min((words + 255) / 256, 65535), 1, 1), block: 256, [
             .pointer(ptr(blocks) + CUdeviceptr(first * 16)), .pointer(ptr(scales) + CUdeviceptr(first)),
             .pointer(ptr(out)), .int64(Int64(words)),
         ])

@@ -273,12 +273,12 @@ extension CUDABackend {
             for (input, n, div, swiglu, w, bias, o, rows, cols) in [(x, T, k, 0, gateUp, bank.gateUpBias, gu, 2 * I, H),
                                                                      (gu, P, 1, 1, down, bank.downBias, y, H, I)] {
                 let q = try workspace([n, cols], .u8), d = try workspace([n, cols / 32])
-                try context.launch("MoE", "quantize_q8", grid: ((n * cols + 255) / 256, 1, 1), block: 256, [
+                try context.launch("MoEDecode", "quantize_q8", grid: ((n * cols + 255) / 256, 1, 1), block: 256, [
                     .pointer(ptr(input)), .int(Int32(swiglu)), .float(bank.swigluLimit), .float(bank.alpha),
                     .pointer(ptr(q)), .pointer(ptr(d)), .int64(Int64(n * cols / 32)), .int(Int32(cols)),
                 ])
                 let groups = (rows + 3) / 4, chunks = (cols / 32 + 31) / 32
-                try context.launch("MoE", "moe_mxfp4_q8_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
+                try context.launch("MoEDecode", "moe_mxfp4_q8_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
                     .pointer(ptr(q)), .pointer(ptr(d)), .int(Int32(div)), .pointer(ptr(ids)), .pointer(w.2), .pointer(w.3),
                     .pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(o)), .int(Int32(rows)), .int(Int32(cols)),
                 ])
@@ -292,7 +292,7 @@ extension CUDABackend {
                                                               (gu, 1, 1, down, bank.downBias, y, H, I)] {
             let groups = (rows + 3) / 4, chunks = (cols / 32 + 31) / 32
             guard chunks <= 4 else { throw OspreyError.invalidTensor("MXFP4 expert rows of \(cols) inputs: the decode kernel takes at most 4,096") }
-            try context.launch("MoE", "moe_mxfp4_rows_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
+            try context.launch("MoEDecode", "moe_mxfp4_rows_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
                 .pointer(ptr(input)), .int(Int32(div)), .int(Int32(swiglu)), .float(bank.swigluLimit), .float(bank.alpha),
                 .pointer(ptr(ids)), .pointer(w.2), .pointer(w.3), .pointer(ptr(bias)), try code(bias, "experts"),
                 .pointer(ptr(o)), .int(Int32(rows)), .int(Int32(cols)),

@@ -1,5 +1,5 @@
 // One GPU as Osprey uses it: the primary context, one stream, the loaded kernel modules, and
-// device memory. Memory comes from three places: a weights arena reserved in one allocation
+// device memory (CUDAContext+Memory.swift) and cuBLASLt (CUDAContext+GEMM.swift). Memory comes from three places: a weights arena reserved in one allocation
 // sized from the checkpoint before any copy; a per-step workspace (bump allocator, recycled at
 // each step, so a steady decode allocates nothing once it has grown to the step's size); and
 // standalone buffers for things that outlive a step (KV caches). `stats` counts allocations,
@@ -25,7 +25,9 @@ public final class CUDAContext: @unchecked Sendable {
     public let name: String
     public let computeCapability: (major: Int, minor: Int)
     public let totalMemory: Int
-    public private(set) var stats = CUDAStats()
+    /// The driver's CUDA version as cuDriverGetVersion gives it (13000 for 13.0).
+    public let driverVersion: Int
+    public internal(set) var stats = CUDAStats()
     let driver: Driver
     let stream: OpaquePointer?
     private let context: OpaquePointer?
@@ -33,16 +35,16 @@ public final class CUDAContext: @unchecked Sendable {
     private let compiler: KernelCompiler
     private var modules: [String: OpaquePointer] = [:]     // source name -> CUmodule
     private var functions: [String: OpaquePointer] = [:]   // "layer/function" -> CUfunction
-    private var weights: Arena?
-    private var workspace: [Arena] = []
-    private var workspaceHighWater = 0
-    private var currentChunk = 0
-    private var blas: (lt: CUBLASLt, handle: OpaquePointer?, workspace: Arena)?
-    private var blasFailure: CUDAError?
-    private var plans: [GEMMKey: GEMMPlan] = [:]
-    private var pinned: [(host: UnsafeMutableRawPointer, event: OpaquePointer?)] = []
-    private var nextPinned = 0
-    private var weightBytesExpected = 0, weightBytesCopied = 0, progressShown = -1
+    var weights: Arena?
+    var workspace: [Arena] = []
+    var workspaceHighWater = 0
+    var currentChunk = 0
+    var blas: (lt: CUBLASLt, handle: OpaquePointer?, workspace: Arena)?
+    var blasFailure: CUDAError?
+    var plans: [GEMMKey: GEMMPlan] = [:]
+    var pinned: [(host: UnsafeMutableRawPointer, event: OpaquePointer?)] = []
+    var nextPinned = 0
+    var weightBytesExpected = 0, weightBytesCopied = 0, progressShown = -1
     /// Decode-sized MXFP4 expert matvecs quantize their inputs to int8 per 32 values and use dp4a
     /// (as llama.cpp does; ~4x fewer instructions, relative error ~1e-3). Off: f32 inputs, exact.
     public var int8DecodeActivations = true
@@ -84,6 +86,7 @@ public final class CUDAContext: @unchecked Sendable {
         try d.check(d.cuStreamCreate(&s, 1 /* CU_STREAM_NON_BLOCKING */), "cuStreamCreate")
         (self.ordinal, name, computeCapability, totalMemory, context, stream) =
             (ordinal, String(cString: nameBuf), (Int(major), Int(minor)), total, ctx, s)
+        self.driverVersion = Int(driverVersion)
         // sm_90 and sm_100 have architecture-specific features behind the "a" suffix.
         let arch = "sm_\(major)\(minor)" + (major >= 9 ? "a" : "")
         compiler = KernelCompiler(nvrtc: try NVRTC.shared(), architecture: arch, driverVersion: Int(driverVersion))
@@ -173,231 +176,8 @@ public final class CUDAContext: @unchecked Sendable {
         if status != 0 { try driver.check(status, "cuLaunchKernel(\(function))") }
     }
 
-    // MARK: - GEMM (cuBLASLt)
-
-    /// Whether cuBLASLt could be opened (tried once); the GEMM paths fall back to Osprey's own
-    /// kernels without it.
-    var hasGEMM: Bool {
-        if blas != nil { return true }
-        if blasFailure != nil { return false }
-        do {
-            let lt = try CUBLASLt.shared.get()
-            var handle: OpaquePointer?
-            try makeCurrent()
-            try lt.check(lt.create(&handle), "cublasLtCreate")
-            blas = (lt, handle, try Arena(context: self, bytes: Self.gemmWorkspaceBytes))
-            return true
-        } catch let e as CUDAError {
-            blasFailure = e
-            FileHandle.standardError.write(Data("osprey: cuBLASLt unavailable (\(e)); prefill uses Osprey's own kernels\n".utf8))
-            return false
-        } catch { return false }
-    }
-
-    static let gemmWorkspaceBytes = 32 << 20
-
-    /// d[n, m] (f32, row-major) = b[n, k] (bf16, row-major) · a[m, k]ᵀ (bf16, row-major), on the stream.
-    func gemm(a: CUdeviceptr, b: CUdeviceptr, d: CUdeviceptr, m: Int, n: Int, k: Int) throws {
-        guard hasGEMM, let blas else { throw blasFailure ?? CUDAError.cublas(call: "cublasLtCreate", status: -1) }
-        let key = GEMMKey(m: m, n: n, k: k)
-        let plan: GEMMPlan
-        if let p = plans[key] { plan = p } else {
-            plan = try GEMMPlan(lt: blas.lt, handle: blas.handle, key: key, workspaceLimit: Self.gemmWorkspaceBytes)
-            plans[key] = plan
-        }
-        var alpha: Float = 1, beta: Float = 0
-        if profileKernels {
-            profileKernels = false
-            defer { profileKernels = true }
-            return try timed("cublasLtMatmul") { try gemm(a: a, b: b, d: d, m: m, n: n, k: k) }
-        }
-        stats.kernelLaunches += 1
-        try blas.lt.check(blas.lt.matmul(blas.handle, plan.desc, &alpha, a, plan.a, b, plan.b, &beta, d, plan.d, d, plan.d,
-                                         plan.algo, blas.workspace.base, Self.gemmWorkspaceBytes, stream),
-                          "cublasLtMatmul(m \(m) n \(n) k \(k))")
-    }
-
-    // MARK: - Memory
-
-    /// Reserves one allocation for `bytes` of weights (before any copy).
-    func reserveWeights(bytes: Int) throws {
-        weights = try Arena(context: self, bytes: bytes)
-        (weightBytesExpected, weightBytesCopied, progressShown) = (bytes, 0, -1)
-    }
-
-    // MARK: - Host <-> device copies through pinned memory
-
-    static let pinnedSlotBytes = 32 << 20
-    static let pinnedSlotCount = 4
-
-    /// The next pinned host slot (round robin), after the copy that last used it has finished.
-    private func takePinnedSlot() throws -> (host: UnsafeMutableRawPointer, event: OpaquePointer?) {
-        if pinned.isEmpty {
-            try makeCurrent()
-            for _ in 0..<Self.pinnedSlotCount {
-                var p: UnsafeMutableRawPointer?, e: OpaquePointer?
-                try driver.check(driver.cuMemHostAlloc(&p, Self.pinnedSlotBytes, 0), "cuMemHostAlloc")
-                try driver.check(driver.cuEventCreate(&e, 2 /* CU_EVENT_DISABLE_TIMING */), "cuEventCreate")
-                try driver.check(driver.cuEventRecord(e, stream), "cuEventRecord")
-                pinned.append((p!, e))
-            }
-        }
-        let slot = pinned[nextPinned]
-        nextPinned = (nextPinned + 1) % pinned.count
-        try driver.check(driver.cuEventSynchronize(slot.event), "cuEventSynchronize")
-        return slot
-    }
-
-    /// Copies `bytes` from host memory (e.g. a mapped checkpoint) to `destination` through the
-    /// pinned slots: the host fills one slot while the DMA engine drains another. Returns when the
-    /// source may be released (everything is in pinned memory or on the device).
-    func copyToDevice(_ destination: CUdeviceptr, from source: UnsafeRawPointer, bytes: Int) throws {
-        var done = 0
-        while done < bytes {
-            let n = min(Self.pinnedSlotBytes, bytes - done)
-            let slot = try takePinnedSlot()
-            slot.host.copyMemory(from: source + done, byteCount: n)
-            try driver.check(driver.cuMemcpyHtoDAsync(destination + CUdeviceptr(done), slot.host, n, stream), "cuMemcpyHtoDAsync_v2")
-            try driver.check(driver.cuEventRecord(slot.event, stream), "cuEventRecord")
-            done += n
-        }
-        weightBytesCopied += bytes
-        showLoadProgress()
-    }
-
-    /// A one-line progress bar on a terminal while the reserved weights are copied.
-    private func showLoadProgress() {
-        guard weightBytesExpected > 0, isatty(2) != 0 else { return }
-        let percent = min(100, weightBytesCopied * 100 / weightBytesExpected)
-        guard percent / 2 != progressShown / 2 else { return }
-        progressShown = percent
-        let gb = { (b: Int) in String(format: "%.1f", Double(b) / 1e9) }
-        let bar = String(repeating: "#", count: percent / 4) + String(repeating: ".", count: 25 - percent / 4)
-        FileHandle.standardError.write(Data("\rloading weights to \(name): [\(bar)] \(percent)% (\(gb(weightBytesCopied))/\(gb(weightBytesExpected)) GB)\(percent >= 99 ? "\n" : "")".utf8))
-        if percent >= 99 { weightBytesExpected = 0 }
-    }
-
-    /// Queues a copy of a small device range into a pinned slot and returns the slot; `waitEvent`
-    /// on its event makes the bytes valid.
-    func startCopyToHost(_ source: CUdeviceptr, bytes: Int) throws -> (host: UnsafeMutableRawPointer, event: OpaquePointer?) {
-        let slot = try takePinnedSlot()
-        try driver.check(driver.cuMemcpyDtoHAsync(slot.host, source, bytes, stream), "cuMemcpyDtoHAsync_v2")
-        try driver.check(driver.cuEventRecord(slot.event, stream), "cuEventRecord")
-        return slot
-    }
-
-    func waitEvent(_ event: OpaquePointer?) throws {
-        stats.eventWaits += 1
-        try driver.check(driver.cuEventSynchronize(event), "cuEventSynchronize")
-    }
-
-    /// Device memory for a weight tensor: from the reservation, or a fresh allocation when it is full.
-    func allocateWeight(bytes: Int) throws -> (pointer: CUdeviceptr, owner: AnyObject) {
-        if let a = weights, let p = a.take(bytes) { return (p, a) }
-        let fresh = try Arena(context: self, bytes: bytes)
-        return (fresh.take(bytes)!, fresh)
-    }
-
-    /// Step-lifetime device memory (valid until the next `beginStep`, or a `compactWorkspace`).
-    /// Chunks are used in order; a step that outgrows them adds one (twice the last), and the next
-    /// `beginStep` merges them into one.
-    func allocateWorkspace(bytes: Int) throws -> (pointer: CUdeviceptr, owner: AnyObject) {
-        while currentChunk < workspace.count {
-            if let p = workspace[currentChunk].take(bytes) { return (p, workspace[currentChunk]) }
-            currentChunk += 1
-        }
-        let fresh = try Arena(context: self, bytes: max(bytes, 64 << 20, 2 * (workspace.last?.capacity ?? 0)))
-        workspace.append(fresh)
-        currentChunk = workspace.count - 1
-        return (fresh.take(bytes)!, fresh)
-    }
-
-    /// Recycles the workspace: if the last step needed several chunks, they become one of the total size.
-    func beginStep() throws {
-        let used = workspace.reduce(0) { $0 + $1.used }
-        workspaceHighWater = max(workspaceHighWater, used)
-        if workspace.count > 1 {
-            workspace = [try Arena(context: self, bytes: workspace.reduce(0) { $0 + $1.capacity })]
-        }
-        workspace.first?.reset()
-        currentChunk = 0
-        if poisonWorkspace, let w = workspace.first {
-            try driver.check(driver.cuMemsetD8Async(w.base, 0xFF, w.capacity, stream), "cuMemsetD8Async")
-        }
-    }
-
-    /// Copies the workspace ranges to the front of the first chunk, one after another, and makes
-    /// everything after them reusable (stream order keeps queued readers of the old contents safe).
-    /// Returns the new addresses, or nil when it is not worth it (little workspace in use) or not
-    /// possible (a range would overlap a destination, or a range is not in the workspace).
-    func compactWorkspace(keeping ranges: [(pointer: CUdeviceptr, bytes: Int)]) throws -> (pointers: [CUdeviceptr], owner: AnyObject)? {
-        let used = workspace[..<min(currentChunk + 1, workspace.count)].reduce(0) { $0 + $1.used }
-        let total = ranges.reduce(0) { ($0 + $1.bytes + 255) & ~255 }
-        guard let first = workspace.first, used >= Self.compactionThreshold, total <= first.capacity else { return nil }
-        for r in ranges {
-            guard workspace.contains(where: { r.pointer >= $0.base && r.pointer + CUdeviceptr(r.bytes) <= $0.base + CUdeviceptr($0.capacity) }),
-                  r.pointer >= first.base + CUdeviceptr(total) || r.pointer + CUdeviceptr(r.bytes) <= first.base else { return nil }
-        }
-        for w in workspace { w.reset() }
-        currentChunk = 0
-        var pointers: [CUdeviceptr] = []
-        for r in ranges {
-            let dst = first.take(r.bytes)!
-            try driver.check(driver.cuMemcpyDtoDAsync(dst, r.pointer, r.bytes, stream), "cuMemcpyDtoDAsync_v2")
-            pointers.append(dst)
-        }
-        return (pointers, first)
-    }
-
-    /// Workspace use above which a step compacts between layers (decode steps stay below it).
-    static let compactionThreshold = 256 << 20
-
-    /// A standalone allocation freed when its owner goes.
-    func allocateBuffer(bytes: Int) throws -> (pointer: CUdeviceptr, owner: AnyObject) {
-        let a = try Arena(context: self, bytes: bytes)
-        return (a.take(bytes)!, a)
-    }
-
-    func rawAlloc(_ bytes: Int) throws -> CUdeviceptr {
-        try makeCurrent()
-        var p: CUdeviceptr = 0
-        try driver.check(driver.cuMemAlloc(&p, max(bytes, 256)), "cuMemAlloc_v2(\(bytes) bytes)")
-        stats.deviceAllocations += 1
-        return p
-    }
-
-    func synchronize() throws {
-        stats.hostSynchronizations += 1
-        try driver.check(driver.cuStreamSynchronize(stream), "cuStreamSynchronize")
-    }
-
     /// Resets the counters (tests read them after a warm-up).
     public func resetStats() { stats = CUDAStats() }
-}
-
-/// One device allocation handed out front to back (256-byte aligned pieces).
-final class Arena: @unchecked Sendable {  // owned by one CUDAContext, used from its thread
-    let base: CUdeviceptr
-    let capacity: Int
-    private(set) var used = 0
-    private let driver: Driver
-
-    init(context: CUDAContext, bytes: Int) throws {
-        driver = context.driver
-        capacity = max(bytes, 256)
-        base = try context.rawAlloc(capacity)
-    }
-
-    func take(_ bytes: Int) -> CUdeviceptr? {
-        let start = (used + 255) & ~255
-        guard start + bytes <= capacity else { return nil }
-        used = start + bytes
-        return base + CUdeviceptr(start)
-    }
-
-    func reset() { used = 0 }
-
-    deinit { _ = driver.cuMemFree(base) }
 }
 
 /// A kernel argument: its bytes, widened to one 8-byte slot (device pointers, ints, floats).

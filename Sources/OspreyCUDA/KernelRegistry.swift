@@ -20,7 +20,8 @@ public struct KernelRegistry: Sendable {
     /// The layer names Osprey's forward passes use, with the built-in source file for each.
     public static let builtInLayers: [String: String] = [
         "Embedding": "elementwise", "Add": "elementwise", "RMSNorm": "elementwise",
-        "Linear": "linear", "RoPE": "rope", "Attention": "attention", "MoE": "moe", "Sampling": "sampling",
+        "Linear": "linear", "RoPE": "rope", "Attention": "attention", "MoE": "moe", "MoEDecode": "moe_decode",
+        "MoEPrefill": "moe_prefill", "Sampling": "sampling",
     ]
 
     public private(set) var layers: [String: KernelSource]

@@ -37,7 +37,8 @@ public struct TokenIterator {
     private var sampler: Sampler
     private var history: [Int32]
     private var input: [Int32]
-    /// Plain greedy decoding on a GPU picks on the device, one step ahead (GreedyPipeline.swift).
+    /// Plain greedy decoding on a GPU picks on the device, one step ahead (GreedyPipeline.swift),
+    /// when the iterator owns its cache.
     private var pipeline: GreedyPipeline?
 
     /// Checks `config` and makes the cache (`config.cache`, or `cache` when given).
@@ -56,7 +57,8 @@ public struct TokenIterator {
         sampler = Sampler(config, promptLength: prompt.count)
         (history, input) = (prompt, prompt)
         if maxNewTokens == 0 { finishReason = .length }
-        if sampler.isPlainGreedy && model.backend.device != .cpu { pipeline = try GreedyPipeline(backend: model.backend) }
+        // The pipeline computes one step past the last id it returns, so only a cache of our own may take it.
+        if cache == nil && sampler.isPlainGreedy && model.backend.device != .cpu { pipeline = try GreedyPipeline(backend: model.backend) }
     }
 
     /// The next id (the first call prefills the prompt), or nil once generation has ended.

@@ -1,5 +1,6 @@
-// `osprey inspect DIR`: what a model folder holds — the config summary, parameters by dtype,
-// and the quantization config — without loading the weights into memory.
+// `osprey inspect DIR`: what a model folder holds — the config summary, parameters and bytes by
+// dtype, the quantization config, and the weight memory a load takes on each device (packed
+// MXFP4, or with --dequantize) — without loading the weights into memory.
 import ArgumentParser
 import Foundation
 import OspreyIO
@@ -31,22 +32,36 @@ struct Inspect: ParsableCommand {
                     emit("quantization: none")
                 }
             }
-            var byDType: [String: Int] = [:]
-            var bytes = 0
+            var byDType: [String: (count: Int, bytes: Int)] = [:]
+            var bytes = 0, packedExpertValues = 0, packedExpertBytes = 0
             for name in folder.weights.tensorNames {
                 let t = try folder.weights.tensor(name)
                 bytes += t.byteCount
+                let key: String, count: Int
                 if name.hasSuffix("_blocks") {
-                    byDType["mxfp4", default: 0] += t.count * 2   // two e2m1 values per byte
+                    (key, count) = ("mxfp4", t.count * 2)   // two e2m1 values per byte
+                    packedExpertValues += count
+                    packedExpertBytes += t.byteCount
                 } else if name.hasSuffix("_scales") {
-                    byDType["e8m0 scales", default: 0] += t.count
+                    (key, count) = ("e8m0 scales", t.count)
+                    packedExpertBytes += t.byteCount
                 } else {
-                    byDType[t.dtype.rawValue, default: 0] += t.count
+                    (key, count) = (t.dtype.rawValue, t.count)
                 }
+                let old = byDType[key] ?? (0, 0)
+                byDType[key] = (old.count + count, old.bytes + t.byteCount)
             }
-            let params = byDType.filter { $0.key != "e8m0 scales" }.values.reduce(0, +)
+            let params = byDType.filter { $0.key != "e8m0 scales" }.values.reduce(0) { $0 + $1.count }
+            let gb = { (b: Int) in String(format: "%.2f GB", Double(b) / 1e9) }
             emit("parameters: \(params) (\(String(format: "%.3f", Double(params) / 1e9))B), \(bytes) bytes of tensors")
-            for (dtype, count) in byDType.sorted(by: { $0.key < $1.key }) { emit("  \(dtype): \(count)") }
+            for (dtype, v) in byDType.sorted(by: { $0.key < $1.key }) { emit("  \(dtype): \(v.count) values, \(v.bytes) bytes") }
+            // What a load holds: the tensors as stored (MXFP4 stays packed on the CPU and the GPU);
+            // --dequantize expands the experts to bf16 (2 bytes per value, no scales).
+            emit("weight memory on load (cpu or cuda): \(gb(bytes)) (\(bytes) bytes) as stored")
+            if packedExpertValues > 0 {
+                let expanded = bytes - packedExpertBytes + 2 * packedExpertValues
+                emit("weight memory with --dequantize: \(gb(expanded)) (\(expanded) bytes), experts in bf16")
+            }
         }
     }
 }

@@ -67,7 +67,14 @@ func expectCleanFailure(_ r: (status: Int32, out: String, err: String), mentioni
         #expect(r.out.contains("layer types: sliding,full,sliding"))
         #expect(r.out.contains("quantization: mxfp4"))
         // 3 layers x 3 experts x (2*64*64 + 64*64) MXFP4 values.
-        #expect(r.out.contains("mxfp4: \(3 * 3 * 3 * 64 * 64)"))
+        let values = 3 * 3 * 3 * 64 * 64
+        #expect(r.out.contains("mxfp4: \(values) values, \(values / 2) bytes"))
+        #expect(r.out.contains("e8m0 scales: \(values / 32) values, \(values / 32) bytes"))
+        // Dequantized, the experts take 2 bytes a value instead of 17/32.
+        let line = try #require(r.out.split(separator: "\n").first { $0.hasPrefix("parameters:") })
+        let total = try #require(Int(line.split(separator: " ")[3]))
+        #expect(r.out.contains("weight memory on load (cpu or cuda): ") && r.out.contains("(\(total) bytes) as stored"))
+        #expect(r.out.contains("(\(total - values / 2 - values / 32 + 2 * values) bytes), experts in bf16"))
     }
 
     @Test func badInputFailsCleanly() throws {

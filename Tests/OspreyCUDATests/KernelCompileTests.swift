@@ -1,6 +1,7 @@
 // Every bundled kernel compiles with NVRTC for Hopper (sm_90a) and Ampere (sm_80). NVRTC needs no
 // GPU, so this runs in CI on the CPU machine (pip's nvidia-cuda-nvrtc wheel); a kernel that does
 // not compile fails here. Without NVRTC this test fails with the search list, it never skips.
+import Foundation
 import Testing
 @testable import OspreyCUDA
 
@@ -30,9 +31,47 @@ import Testing
 
     @Test func everyLayerHasASource() throws {
         let registry = try KernelRegistry.builtIn()
-        for layer in ["Embedding", "RMSNorm", "Linear", "RoPE", "Attention", "MoE", "Add"] {
+        for layer in ["Embedding", "RMSNorm", "Linear", "RoPE", "Attention", "MoE", "MoEDecode", "MoEPrefill", "Sampling", "Add"] {
             #expect(try !registry.source(for: layer).text.isEmpty)
         }
+    }
+
+    /// Every `context.launch("Layer", "kernel", ...)` in the launchers names a kernel that the
+    /// source registered for that layer defines (an interpolated name, e.g. "moe_mxfp4_q8_c\\(n)",
+    /// must match at least one kernel of that prefix). Catches a kernel moved between files.
+    @Test func everyLaunchNamesAKernelOfItsLayer() throws {
+        let registry = try KernelRegistry.builtIn()
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/OspreyCUDA")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".swift") }
+        let launch = try Regex(#"launch\("([A-Za-z]+)", ([^,]+),"#)
+        var checked = 0
+        for file in files {
+            let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
+            for match in text.matches(of: launch) {
+                let layer = String(match.output[1].substring ?? "")
+                var name = String(match.output[2].substring ?? "").trimmingCharacters(in: .whitespaces)
+                let source = try registry.source(for: layer).text
+                let kernels = Set(source.matches(of: try Regex(#"extern "C" __global__ void ([A-Za-z0-9_]+)\("#))
+                    .map { String($0.output[1].substring ?? "") })
+                if name.hasPrefix("loads.map") || !name.hasPrefix("\"") {
+                    // A computed name (a ternary or a map): every quoted literal in it must be a kernel of the layer.
+                    let literals = name.matches(of: try Regex(#""([A-Za-z0-9_]+)""#)).map { String($0.output[1].substring ?? "") }
+                    for l in literals { #expect(kernels.contains(l), "\(file): \(l) is not in \(layer)'s source") }
+                    checked += 1
+                    continue
+                }
+                name = String(name.dropFirst().dropLast())
+                if let cut = name.range(of: "\\(") {
+                    let prefix = String(name[..<cut.lowerBound])
+                    #expect(kernels.contains { $0.hasPrefix(prefix) }, "\(file): no \(prefix)* kernel in \(layer)'s source")
+                } else {
+                    #expect(kernels.contains(name), "\(file): \(name) is not in \(layer)'s source")
+                }
+                checked += 1
+            }
+        }
+        #expect(checked >= 20)
     }
 
     @Test func cacheKeysDependOnEveryInput() {

@@ -1,5 +1,6 @@
 // Shared device helpers for Osprey's kernels: weight loads by dtype (f32, f16, bf16 widened to
-// f32 without toolkit headers), the MXFP4 scale, and warp/block reductions. Included by every
+// f32 without toolkit headers), the MXFP4 scale and e2m1 values, the clamped SwiGLU, bf16
+// rounding, and warp/block reductions. Included by every
 // kernel source; the Swift side passes it to NVRTC as a header named "common.cuh".
 #pragma once
 
@@ -37,6 +38,20 @@ __device__ __forceinline__ float e2m1_to_f32(unsigned int nibble) {
     unsigned int e = (nibble >> 1) & 3u, m = nibble & 1u;
     float mag = e == 0 ? 0.5f * (float)m : __uint_as_float((e + 126u) << 23) * (1.f + 0.5f * (float)m);
     return __uint_as_float(__float_as_uint(mag) | ((nibble & 8u) << 28));
+}
+
+// gpt-oss's clamped SwiGLU of one (gate, up) pair: min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u) + 1).
+__device__ __forceinline__ float clamped_swiglu(float g, float u, float limit, float alpha) {
+    g = fminf(g, limit);
+    u = fminf(fmaxf(u, -limit), limit);
+    return g / (1.f + expf(-alpha * g)) * (u + 1.f);
+}
+
+// f32 -> bf16 bits, round to nearest even; NaN stays NaN.
+__device__ __forceinline__ unsigned short f32_to_bf16_rne(float f) {
+    unsigned int u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -174,9 +174,7 @@ extern "C" __global__ void linear_bf16_decode_n16(LINEAR_DECODE_ARGS) { linear_d
 // y = bf16(x), round to nearest even (NaN kept).
 extern "C" __global__ void to_bf16(const float* x, unsigned short* y, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-        unsigned int u = __float_as_uint(x[i]);
-        y[i] = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u)
-                                                : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        y[i] = f32_to_bf16_rne(x[i]);
     }
 }
 

@@ -10,24 +10,14 @@ import OspreyCore
 
 /// A KV cache whose sliding layers stop growing at their window.
 public final class DynamicCache: KVCache {
-    private struct Layer {
-        let keep: Int?          // window - 1 on sliding layers
-        var k: [Tensor] = []    // one buffer (full) or two (sliding)
-        var v: [Tensor] = []
-        var active = 0
-        var count = 0           // rows stored in the active buffer
-        var start = 0           // absolute position of row 0
-        var capacity: Int { k.first?.shape[0] ?? 0 }
-    }
-
-    private var layers: [Layer]
+    private var layers: [LayerBuffers]
     private let backend: any Backend
     public private(set) var offset = 0
 
     /// One entry per layer: the sliding window, or nil for full attention. Keys and values live
     /// on `backend`'s device.
     public init(windows: [Int?], backend: any Backend) {
-        layers = windows.map { Layer(keep: $0.map { max($0 - 1, 0) }) }
+        layers = windows.map { LayerBuffers(keep: $0.map { max($0 - 1, 0) }) }
         self.backend = backend
     }
 
@@ -52,14 +42,11 @@ public final class DynamicCache: KVCache {
                         try backend.copyRows(l.v[l.active].rows((l.count - kept)..<l.count), into: freshV[0], at: 0)
                     }
                     (l.k, l.v, l.active) = (fresh, freshV, 0)
+                    l.start += l.count - kept
+                    l.count = kept
                 } else {
-                    let other = 1 - l.active
-                    try backend.copyRows(l.k[l.active].rows((l.count - kept)..<l.count), into: l.k[other], at: 0)
-                    try backend.copyRows(l.v[l.active].rows((l.count - kept)..<l.count), into: l.v[other], at: 0)
-                    l.active = other
+                    try l.rotate(keeping: kept, on: backend)
                 }
-                l.start += l.count - kept
-                l.count = kept
             }
         } else if l.count + T > l.capacity {
             let capacity = max(l.count + T, 2 * l.capacity).roundedUp(to: 256)
@@ -71,11 +58,9 @@ public final class DynamicCache: KVCache {
             }
             (l.k, l.v) = ([fk], [fv])
         }
-        try backend.copyRows(k, into: l.k[l.active], at: l.count)
-        try backend.copyRows(v, into: l.v[l.active], at: l.count)
-        l.count += T
+        let visible = try l.append(k: k, v: v, on: backend)
         layers[index] = l
-        return (l.k[l.active].rows(0..<l.count), l.v[l.active].rows(0..<l.count), l.start)
+        return visible
     }
 
     public func advance(by count: Int) { offset += count }
@@ -88,7 +73,7 @@ public final class DynamicCache: KVCache {
     }
 
     /// Rows of key storage allocated for `layer` (both buffers on sliding layers): its memory.
-    public func capacityTokens(layer: Int) -> Int { layers[layer].k.reduce(0) { $0 + $1.shape[0] } }
+    public func capacityTokens(layer: Int) -> Int { layers[layer].capacityTokens }
 }
 
 extension Int {

@@ -33,19 +33,10 @@ public enum CacheError: Error, CustomStringConvertible, Equatable {
 
 /// A KV cache whose every buffer is allocated at creation, for at most `maxLength` tokens.
 public final class StaticCache: KVCache {
-    private struct Layer {
-        let keep: Int?          // window - 1 on sliding layers
-        let k: [Tensor], v: [Tensor]
-        var active = 0
-        var count = 0           // rows stored in the active buffer
-        var start = 0           // absolute position of row 0
-        var capacity: Int { k[0].shape[0] }
-    }
-
     /// The most tokens (prompt and generated) this cache can hold.
     public let maxLength: Int
     private let rowShape: [Int]
-    private var layers: [Layer]
+    private var layers: [LayerBuffers]
     private let backend: any Backend
     /// Tokens stored so far (the position of the next one).
     public private(set) var offset = 0
@@ -61,11 +52,11 @@ public final class StaticCache: KVCache {
             try (0..<n).map { _ in try backend.makeBuffer(Shape([rows] + rowShape), dtype: .f32) }
         }
         layers = try windows.map { window in
-            guard let window else { return Layer(keep: nil, k: try buffers(1, rows: maxLength), v: try buffers(1, rows: maxLength)) }
+            guard let window else { return LayerBuffers(keep: nil, k: try buffers(1, rows: maxLength), v: try buffers(1, rows: maxLength)) }
             let keep = max(window - 1, 0)
             // A sequence that fits in 2 x window rows never needs the second buffer.
             let (n, rows) = maxLength <= 2 * window ? (1, maxLength) : (2, 2 * window)
-            return Layer(keep: keep, k: try buffers(n, rows: rows), v: try buffers(n, rows: rows))
+            return LayerBuffers(keep: keep, k: try buffers(n, rows: rows), v: try buffers(n, rows: rows))
         }
     }
 
@@ -94,18 +85,11 @@ public final class StaticCache: KVCache {
             guard kept + T <= l.capacity, l.k.count == 2 else {
                 throw CacheError.chunkTooLong(layer: index, tokens: T, limit: l.capacity - kept)
             }
-            let other = 1 - l.active
-            try backend.copyRows(l.k[l.active].rows((l.count - kept)..<l.count), into: l.k[other], at: 0)
-            try backend.copyRows(l.v[l.active].rows((l.count - kept)..<l.count), into: l.v[other], at: 0)
-            l.active = other
-            l.start += l.count - kept
-            l.count = kept
+            try l.rotate(keeping: kept, on: backend)
         }
-        try backend.copyRows(k, into: l.k[l.active], at: l.count)
-        try backend.copyRows(v, into: l.v[l.active], at: l.count)
-        l.count += T
+        let visible = try l.append(k: k, v: v, on: backend)
         layers[index] = l
-        return (l.k[l.active].rows(0..<l.count), l.v[l.active].rows(0..<l.count), l.start)
+        return visible
     }
 
     public func advance(by count: Int) { offset += count }
@@ -116,7 +100,7 @@ public final class StaticCache: KVCache {
     }
 
     /// Rows of key storage allocated for `layer` (both buffers on sliding layers): its memory.
-    public func capacityTokens(layer: Int) -> Int { layers[layer].k.reduce(0) { $0 + $1.shape[0] } }
+    public func capacityTokens(layer: Int) -> Int { layers[layer].capacityTokens }
 
     /// Bytes of all key and value buffers.
     public var byteCount: Int { layers.reduce(0) { $0 + ($1.k + $1.v).reduce(0) { $0 + $1.byteCount } } }
