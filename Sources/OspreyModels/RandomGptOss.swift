@@ -100,8 +100,11 @@ public enum RandomGptOss {
             config["quantization_config"] = ["quant_method": "mxfp4", "modules_to_not_convert": [
                 "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]]
         }
-        let json = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-        try json.write(to: directory.appendingPathComponent("config.json"))
+        // Foundation writes the Double 7.0 as `7`; the published config (and newer transformers, which
+        // type-checks it) has the float `7.0`.
+        var json = String(decoding: try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
+        json = json.replacingOccurrences(of: #"("swiglu_limit"\s*:\s*)7(\s*[,}\n])"#, with: "$17.0$2", options: .regularExpression)
+        try Data(json.utf8).write(to: directory.appendingPathComponent("config.json"))
         let gen = try JSONSerialization.data(withJSONObject: ["eos_token_id": [V - 1], "pad_token_id": V - 2], options: [.sortedKeys])
         try gen.write(to: directory.appendingPathComponent("generation_config.json"))
         if s.tokenizer { try writeTokenizer(vocabularySize: V, to: directory) }

@@ -6,5 +6,6 @@ struct Osprey: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "osprey",
         abstract: "Run open-weight LLMs (gpt-oss first) on the CPU and NVIDIA GPUs.",
-        subcommands: [Generate.self, Chat.self, Inspect.self, RandomModel.self, GPUCheck.self, Kernels.self, Tokenize.self, Detokenize.self, RenderHarmony.self, ChatTemplateCommand.self, Quantize.self])
+        version: "0.1.0-dev",
+        subcommands: [Generate.self, Chat.self, Inspect.self, RandomModel.self, GPUCheck.self, Kernels.self, Tokenize.self, Detokenize.self, RenderHarmony.self, ChatTemplateCommand.self, Quantize.self, Bench.self])
 }
