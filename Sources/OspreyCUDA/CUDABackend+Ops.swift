@@ -91,6 +91,7 @@ extension CUDABackend {
         let (O, I) = (weight.shape[0], weight.shape[1])
         let T = x.count / I
         if let bias { try requireDevice(bias, "linear"); guard bias.count == O else { throw OspreyError.invalidTensor("linear bias \(bias.shape) for \(O) outputs") } }
+        if let fused = try decodeLinears(x, [(weight, bias)]) { return fused[0] }  // 1-4 rows, bf16
         let out = try workspace([T, O])
         if linearUsesGEMM(tokens: T, weight: weight, x: x) {
             try linearGEMM(x, weight: weight, bias: bias, out: out, T: T, O: O, I: I)
@@ -100,11 +101,7 @@ extension CUDABackend {
         let grid = ((O + warpsPerBlock - 1) / warpsPerBlock, (T + 7) / 8, 1)
         let biasArgs: [KernelArgument] = [.pointer(bias.map(ptr) ?? 0), try bias.map { try code($0, "linear") } ?? .int(0)]
         let sizes: [KernelArgument] = [.pointer(ptr(out)), .int(Int32(T)), .int(Int32(O)), .int(Int32(I))]
-        if let fused = try decodeLinears(x, [(weight, bias)]) { return fused[0] }
-        if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0, T <= 4 {
-            try context.launch("Linear", "linear_bf16_decode", grid: ((O + warpsPerBlock - 1) / warpsPerBlock, 1, 1), block: 32 * warpsPerBlock,
-                               [.pointer(ptr(x)), .pointer(ptr(weight))] + biasArgs + sizes)
-        } else if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0 {
+        if weight.dtype == .bf16, I % 8 == 0, ptr(weight) % 16 == 0, ptr(x) % 16 == 0 {
             try context.launch("Linear", "linear_bf16x8", grid: grid, block: 32 * warpsPerBlock,
                                [.pointer(ptr(x)), .pointer(ptr(weight))] + biasArgs + sizes)
         } else {
@@ -126,13 +123,12 @@ extension CUDABackend {
         let I = first.weight.shape[1], T = x.count / max(I, 1)
         guard x.shape[-1] == I, T >= 1, T <= 4, I % 8 == 0, T * I * 4 <= 48 << 10, ptr(x) % 16 == 0,
               let loads = [4, 8, 12, 16].first(where: { $0 * 256 >= I }) else { return nil }
-        var dtypes = Set<DType>()
+        let biasType = layers.lazy.compactMap(\.bias).first?.dtype
         for l in layers {
             guard l.weight.dtype == .bf16, l.weight.device == device, l.weight.shape.rank == 2, l.weight.shape[1] == I,
-                  ptr(l.weight) % 16 == 0, l.bias.map({ $0.count == l.weight.shape[0] && $0.device == device }) ?? true else { return nil }
-            if let b = l.bias { dtypes.insert(b.dtype) }
+                  ptr(l.weight) % 16 == 0,
+                  l.bias.map({ $0.count == l.weight.shape[0] && $0.device == device && $0.dtype == biasType }) ?? true else { return nil }
         }
-        guard dtypes.count <= 1 else { return nil }
         let outs = try layers.map { try workspace([T, $0.weight.shape[0]]) }
         let bdt: KernelArgument = try layers.compactMap(\.bias).first.map { try code($0, "linear") } ?? .int(0)
         var w: [KernelArgument] = [], b: [KernelArgument] = [], o: [KernelArgument] = [], n: [KernelArgument] = []

@@ -31,24 +31,23 @@ public struct CUDABackend: Backend {
     }
 
     public func keepOnly(_ tensors: [Tensor]) throws -> [Tensor] {
-        guard tensors.allSatisfy({ $0.device == device }),
+        // Decode steps stay under the threshold: return before building anything.
+        guard context.workspaceInUse >= CUDAContext.compactionThreshold, tensors.allSatisfy({ $0.device == device }),
               let moved = try context.compactWorkspace(keeping: tensors.map { (ptr($0), $0.byteCount) }) else { return tensors }
         return zip(tensors, moved.pointers).map { deviceTensor($1, moved.owner, $0.shape, $0.dtype) }
     }
 
     public func startDownload(_ tensor: Tensor) throws -> PendingDownload {
         try requireDevice(tensor, "startDownload")
-        guard tensor.byteCount <= CUDAContext.pinnedSlotBytes else {
+        let (context, bytes) = (self.context, tensor.byteCount)
+        guard bytes <= CUDAContext.pinnedSlotBytes else {
             let host = try download(tensor)
-            return PendingDownload { host }
+            return PendingDownload(shape: host.shape, dtype: host.dtype) { $0.copyMemory(from: host.raw, byteCount: bytes) }
         }
-        let slot = try context.startCopyToHost(ptr(tensor), bytes: tensor.byteCount)
-        let (context, shape, dtype, bytes) = (self.context, tensor.shape, tensor.dtype, tensor.byteCount)
-        return PendingDownload {
+        let slot = try context.startCopyToHost(ptr(tensor), bytes: bytes)
+        return PendingDownload(shape: tensor.shape, dtype: tensor.dtype) { destination in
             try context.waitEvent(slot.event)
-            let out = Tensor(zeros: shape, dtype: dtype)
-            out.mutableRaw.copyMemory(from: slot.host, byteCount: bytes)
-            return out
+            destination.copyMemory(from: slot.host, byteCount: bytes)
         }
     }
 

@@ -119,7 +119,7 @@ extension CUDAContext {
     /// Returns the new addresses, or nil when it is not worth it (little workspace in use) or not
     /// possible (a range would overlap a destination, or a range is not in the workspace).
     func compactWorkspace(keeping ranges: [(pointer: CUdeviceptr, bytes: Int)]) throws -> (pointers: [CUdeviceptr], owner: AnyObject)? {
-        let used = workspace[..<min(currentChunk + 1, workspace.count)].reduce(0) { $0 + $1.used }
+        let used = workspaceInUse
         let total = ranges.reduce(0) { ($0 + $1.bytes + 255) & ~255 }
         guard let first = workspace.first, used >= Self.compactionThreshold, total <= first.capacity else { return nil }
         for r in ranges {
@@ -136,6 +136,9 @@ extension CUDAContext {
         }
         return (pointers, first)
     }
+
+    /// Bytes of workspace handed out in this step so far.
+    var workspaceInUse: Int { workspace[..<min(currentChunk + 1, workspace.count)].reduce(0) { $0 + $1.used } }
 
     /// Workspace use above which a step compacts between layers (decode steps stay below it).
     static let compactionThreshold = 256 << 20

@@ -123,12 +123,34 @@ public protocol Backend: Sendable {
 
 /// A device-to-host copy in flight (see `Backend.startDownload`).
 public struct PendingDownload {
-    private let finish: () throws -> Tensor
+    /// Shape and dtype of the tensor being copied.
+    public let shape: Shape
+    public let dtype: DType
+    private let finish: (UnsafeMutableRawPointer) throws -> Void
 
-    public init(_ finish: @escaping () throws -> Tensor) { self.finish = finish }
+    /// `finish` blocks until the copy is done and writes its bytes to the pointer it is given.
+    public init(shape: Shape, dtype: DType, _ finish: @escaping (UnsafeMutableRawPointer) throws -> Void) {
+        (self.shape, self.dtype, self.finish) = (shape, dtype, finish)
+    }
 
-    /// Blocks until the copy is done; returns the host tensor.
-    public func wait() throws -> Tensor { try finish() }
+    /// Bytes the copy delivers.
+    public var byteCount: Int { dtype.byteCount(elements: shape.count) }
+
+    /// Blocks until the copy is done and writes it into `buffer` (no allocation: a decode loop
+    /// reads its token this way).
+    public func wait(into buffer: UnsafeMutableRawBufferPointer) throws {
+        guard let base = buffer.baseAddress, buffer.count >= byteCount else {
+            throw OspreyError.invalidArgument("a \(buffer.count)-byte buffer for a \(byteCount)-byte download")
+        }
+        try finish(base)
+    }
+
+    /// Blocks until the copy is done; returns it as a new host tensor.
+    public func wait() throws -> Tensor {
+        let out = Tensor(zeros: shape, dtype: dtype)
+        try finish(out.mutableRaw)
+        return out
+    }
 }
 
 extension Backend {
@@ -139,7 +161,7 @@ extension Backend {
 
     public func startDownload(_ tensor: Tensor) throws -> PendingDownload {
         let host = try download(tensor)
-        return PendingDownload { host }
+        return PendingDownload(shape: host.shape, dtype: host.dtype) { $0.copyMemory(from: host.raw, byteCount: host.byteCount) }
     }
 
     public func keepOnly(_ tensors: [Tensor]) throws -> [Tensor] { tensors }

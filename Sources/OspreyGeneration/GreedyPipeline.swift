@@ -32,8 +32,8 @@ struct GreedyPipeline {
             try b.argmax(model.forward(tokens: slots[step % 2], cache: cache, allPositions: false), into: next)
             queued = try b.startDownload(next)
         }
-        let host = try pending!.wait()
-        let token = withExtendedLifetime(host) { host.raw.load(as: Int32.self) }  // keep the storage alive while reading
+        var token: Int32 = 0
+        try withUnsafeMutableBytes(of: &token) { try pending!.wait(into: $0) }  // no allocation per token
         pending = queued
         step += 1
         return token

@@ -4,7 +4,7 @@
 // path for bf16 weights with I % 8 == 0: each lane loads 8 weights (16 bytes) at a time;
 // `linear_bf16_decode_nN` the one for 1-4 tokens: each lane issues all N of its 16-byte loads of
 // the row before using any (N = ceil(I / 256), rows up to 4,096 inputs) while the block stages x
-// in shared memory, so a warp waits for memory once; `linear_bf16_decode` is the same for longer rows, 4 loads at a time. Prefill-sized
+// in shared memory, so a warp waits for memory once; longer rows take linear_bf16x8. Prefill-sized
 // inputs go through cuBLASLt instead (CUDABackend+GEMM.swift), with `to_bf16` and `add_bias`.
 // Launcher: CUDABackend+Ops.swift.
 #include "common.cuh"
@@ -86,33 +86,6 @@ __device__ __forceinline__ void bf16x8_dot(uint4 p, const float* x, long long I,
             float4 a = xv[0], b = xv[1];
             acc[j] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
         }
-    }
-}
-
-// One warp per output row for T <= 4 tokens (decode): the row is read once, 4 x 16 bytes per lane in flight.
-extern "C" __global__ void linear_bf16_decode(const float* x, const unsigned short* W, const void* bias, int bdt, float* out,
-                                              int T, int O, int I) {
-    int o = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
-    if (o >= O) return;
-    const uint4* row = (const uint4*)(W + (long long)o * I);
-    int n8 = I / 8;
-    float acc[DEC_T];
-    #pragma unroll
-    for (int j = 0; j < DEC_T; j++) acc[j] = 0.f;
-    int c = lane;
-    for (; c + 96 < n8; c += 128) {
-        uint4 p[4];
-        #pragma unroll
-        for (int u = 0; u < 4; u++) p[u] = row[c + 32 * u];
-        #pragma unroll
-        for (int u = 0; u < 4; u++) bf16x8_dot(p[u], x + (long long)(c + 32 * u) * 8, I, T, acc);
-    }
-    for (; c < n8; c += 32) bf16x8_dot(row[c], x + (long long)c * 8, I, T, acc);
-    float b = bias ? load_w(bias, o, bdt) : 0.f;
-    #pragma unroll
-    for (int j = 0; j < DEC_T; j++) {
-        float s = warp_sum(acc[j]);
-        if (lane == 0 && j < T) out[(long long)j * O + o] = s + b;
     }
 }
 

@@ -35,6 +35,25 @@ __device__ __forceinline__ float mxfp4_dot32(uint4 b, const float* x) {
 // any, so the warp waits for memory once. With swiglu_in the input is gu [P, 2 * cols] (gate even,
 // up odd) and h = clamped SwiGLU is computed while loading it.
 #define MX_ROWS 4
+// The packed blocks and scales this lane uses of MX_ROWS rows (blocks c = lane + 32u, u < NC),
+// all loads issued before any is used. Rows past `nr` re-read row 0 (their sums are dropped);
+// blocks past `nb` are zero.
+template <int NC>
+__device__ __forceinline__ void preload_rows(const uint4* wb, const unsigned char* sb, int nb, int nr, int lane,
+                                             uint4 (&w)[NC][MX_ROWS], unsigned char (&sc)[NC][MX_ROWS]) {
+    #pragma unroll
+    for (int u = 0; u < NC; u++) {
+        int c = lane + 32 * u;
+        #pragma unroll
+        for (int i = 0; i < MX_ROWS; i++) {
+            int ri = i < nr ? i : 0;
+            bool ok = c < nb;
+            w[u][i] = ok ? wb[(long long)ri * nb + c] : make_uint4(0u, 0u, 0u, 0u);
+            sc[u][i] = ok ? sb[(long long)ri * nb + c] : (unsigned char)0;
+        }
+    }
+}
+
 template <int NC>
 __device__ __forceinline__ void mxfp4_rows(const float* in, int div, int swiglu_in, float limit, float alpha, const int* ids,
                                            const unsigned char* blocks, const unsigned char* scales,
@@ -48,17 +67,7 @@ __device__ __forceinline__ void mxfp4_rows(const float* in, int div, int swiglu_
     const unsigned char* sb = scales + row0 * nb;
     uint4 w[NC][MX_ROWS];
     unsigned char sc[NC][MX_ROWS];
-    #pragma unroll
-    for (int u = 0; u < NC; u++) {
-        int c = lane + 32 * u;
-        #pragma unroll
-        for (int i = 0; i < MX_ROWS; i++) {
-            int ri = i < nr ? i : 0;  // rows past the end re-read row 0 and are dropped
-            bool ok = c < nb;
-            w[u][i] = ok ? wb[(long long)ri * nb + c] : make_uint4(0u, 0u, 0u, 0u);
-            sc[u][i] = ok ? sb[(long long)ri * nb + c] : (unsigned char)0;
-        }
-    }
+    preload_rows<NC>(wb, sb, nb, nr, lane, w, sc);
     float acc[MX_ROWS];
     #pragma unroll
     for (int i = 0; i < MX_ROWS; i++) acc[i] = 0.f;
@@ -167,17 +176,7 @@ __device__ __forceinline__ void mxfp4_rows_q8(const signed char* xq, const float
     const float* drow = xd + (long long)(p / div) * nb;
     uint4 w[NC][MX_ROWS];
     unsigned char sc[NC][MX_ROWS];
-    #pragma unroll
-    for (int u = 0; u < NC; u++) {
-        int c = lane + 32 * u;
-        #pragma unroll
-        for (int i = 0; i < MX_ROWS; i++) {
-            int ri = i < nr ? i : 0;
-            bool ok = c < nb;
-            w[u][i] = ok ? wb[(long long)ri * nb + c] : make_uint4(0u, 0u, 0u, 0u);
-            sc[u][i] = ok ? sb[(long long)ri * nb + c] : (unsigned char)0;
-        }
-    }
+    preload_rows<NC>(wb, sb, nb, nr, lane, w, sc);
     float acc[MX_ROWS];
     #pragma unroll
     for (int i = 0; i < MX_ROWS; i++) acc[i] = 0.f;
