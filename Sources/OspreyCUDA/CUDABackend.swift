@@ -66,14 +66,19 @@ public struct CUDABackend: Backend {
         return deviceTensor(p, owner, shape, dtype)
     }
 
+    /// A host `source` is copied through the pinned slots (per-step inputs of the batching runner).
     public func copyRows(_ source: Tensor, into destination: Tensor, at row: Int) throws {
-        try requireDevice(source, "copyRows"); try requireDevice(destination, "copyRows")
+        try requireDevice(destination, "copyRows")
         let rows = source.shape[0]
         guard source.dtype == destination.dtype, source.shape.dims.dropFirst() == destination.shape.dims.dropFirst(),
               row >= 0, row + rows <= destination.shape[0] else {
             throw OspreyError.invalidTensor("copy of \(source.shape) into \(destination.shape) at row \(row)")
         }
         guard source.byteCount > 0 else { return }
+        if source.device == .cpu {
+            return try context.copyToDevice(ptr(destination.rows(row..<(row + rows))), from: source.raw, bytes: source.byteCount)
+        }
+        try requireDevice(source, "copyRows")
         try context.driver.check(context.driver.cuMemcpyDtoDAsync(ptr(destination.rows(row..<(row + rows))), ptr(source), source.byteCount, context.stream),
                                  "cuMemcpyDtoDAsync_v2")
     }

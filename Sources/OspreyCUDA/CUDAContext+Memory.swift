@@ -170,6 +170,14 @@ extension CUDAContext {
         try driver.check(driver.cuMemGetInfo(&free, &total), "cuMemGetInfo_v2")
         return total - free
     }
+
+    /// Device memory free on this GPU, as the driver reports it.
+    public func memoryFree() throws -> Int {
+        try makeCurrent()
+        var free = 0, total = 0
+        try driver.check(driver.cuMemGetInfo(&free, &total), "cuMemGetInfo_v2")
+        return free
+    }
 }
 
 /// One device allocation handed out front to back (256-byte aligned pieces).

@@ -21,7 +21,7 @@ public struct KernelRegistry: Sendable {
     public static let builtInLayers: [String: String] = [
         "Embedding": "elementwise", "Add": "elementwise", "RMSNorm": "elementwise",
         "Linear": "linear", "RoPE": "rope", "Attention": "attention", "MoE": "moe", "MoEDecode": "moe_decode",
-        "MoEPrefill": "moe_prefill", "Sampling": "sampling",
+        "MoEPrefill": "moe_prefill", "Sampling": "sampling", "PagedAttention": "paged_attention",
     ]
 
     public private(set) var layers: [String: KernelSource]

@@ -57,6 +57,51 @@ public struct AttentionSpan: Sendable {
     }
 }
 
+/// Where the keys of a batch of sequences sit in a paged KV cache, built per step by the model
+/// runner (all i32 tensors on the backend's device). Query row i of sequence s (0-based within s,
+/// n its query count) is at position `contextLengths[s] - n + i`: a sequence's queries are the last
+/// n positions of its context (decode: n = 1; a prefill chunk: n > 1, possibly mid-sequence).
+public struct PagedLayout: Sendable {
+    /// i32 [S + 1]: sequence s owns query rows `queryStarts[s] ..< queryStarts[s + 1]` (cu_seqlens_q).
+    public var queryStarts: Tensor
+    /// i32 [S]: the keys of sequence s are at positions `0 ..< contextLengths[s]` (this step's keys included).
+    public var contextLengths: Tensor
+    /// i32 [S, maxBlocks]: position p of sequence s lives in cache row
+    /// `blockTables[s][p / blockSize] * blockSize + p % blockSize`; entries no query can see may be -1.
+    public var blockTables: Tensor
+    public var blockSize: Int
+    /// S (host value, for grid sizes).
+    public var sequenceCount: Int
+    /// The largest query count of a sequence, or an upper bound of it (host value).
+    public var maxQueryLength: Int
+    /// The largest context length, or an upper bound of it (host value).
+    public var maxContextLength: Int
+
+    public init(queryStarts: Tensor, contextLengths: Tensor, blockTables: Tensor, blockSize: Int,
+                sequenceCount: Int, maxQueryLength: Int, maxContextLength: Int) {
+        (self.queryStarts, self.contextLengths, self.blockTables) = (queryStarts, contextLengths, blockTables)
+        (self.blockSize, self.sequenceCount, self.maxQueryLength, self.maxContextLength) = (blockSize, sequenceCount, maxQueryLength, maxContextLength)
+    }
+
+    /// Entries per row of `blockTables`.
+    public var maxBlocks: Int { blockTables.shape.rank == 2 ? blockTables.shape[1] : 0 }
+
+    /// Checks the shapes, dtypes and host values against each other (not the tensors' contents,
+    /// which may be on a device).
+    public func validate() throws {
+        let S = sequenceCount
+        guard queryStarts.dtype == .i32, contextLengths.dtype == .i32, blockTables.dtype == .i32 else {
+            throw OspreyError.invalidTensor("paged layout: queryStarts, contextLengths and blockTables must be i32, got \(queryStarts.dtype), \(contextLengths.dtype), \(blockTables.dtype)")
+        }
+        guard S >= 1, queryStarts.shape == [S + 1], contextLengths.shape == [S], blockTables.shape.rank == 2, blockTables.shape[0] == S else {
+            throw OspreyError.invalidTensor("paged layout of \(S) sequences: queryStarts \(queryStarts.shape), contextLengths \(contextLengths.shape), blockTables \(blockTables.shape)")
+        }
+        guard blockSize >= 1, maxQueryLength >= 0, maxContextLength >= maxQueryLength, maxContextLength <= maxBlocks * blockSize else {
+            throw OspreyError.invalidArgument("paged layout: block size \(blockSize), maxQueryLength \(maxQueryLength), maxContextLength \(maxContextLength) with \(maxBlocks) blocks per sequence")
+        }
+    }
+}
+
 /// The operations a device offers a model. Errors are device failures (a kernel launch, memory).
 public protocol Backend: Sendable {
     /// The device whose memory this backend's tensors live in.
@@ -90,6 +135,22 @@ public protocol Backend: Sendable {
     /// Attention with optional learned sinks (one logit per query head, an extra softmax column
     /// with no value). q [T, Hq, D], k/v [S, Hkv, D], Hq a multiple of Hkv -> [T, Hq * D].
     func attention(q: Tensor, k: Tensor, v: Tensor, sinks: Tensor?, span: AttentionSpan, scale: Float) throws -> Tensor
+    /// Like `rope(_:start:invFreq:scaling:)` with row t at position `positions[t]` (i32 [T] on this device).
+    /// Default: one `rope(start:)` per row after reading the positions on the host.
+    func rope(_ x: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float) throws -> Tensor
+    /// Writes row t of k and v (f32 [T, Hkv, D]) into row `slots[t]` of `kCache` and `vCache`
+    /// (f32 [rows, Hkv, D]), in place; slots is i32 [T] on this device and a slot < 0 skips its row.
+    /// Default: `copyRows` per row after reading the slots on the host.
+    func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws
+    /// `attention` over a batch of sequences whose keys and values sit in a paged cache (f32
+    /// [rows, Hkv, D], read through `layout.blockTables`). q [T, Hq, D] with T = queryStarts[S],
+    /// Hq a multiple of Hkv -> [T, Hq * D]. Key j is visible to a query at position p iff j <= p and,
+    /// with a window, p - j < window; sinks as in `attention`.
+    /// Default: per sequence, its keys gathered with `copyRows` and `attention` (metadata read on the host).
+    func pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, sinks: Tensor?, layout: PagedLayout, window: Int?, scale: Float) throws -> Tensor
+    /// Rows `rows` (i32 [R] on this device) of x [T, H] -> [R, H] (each sequence's last row before the lm_head).
+    /// Default: `copyRows` per row after reading the indices on the host.
+    func gatherRows(_ x: Tensor, rows: Tensor) throws -> Tensor
     /// Top-k over each row of `logits` [T, E] (ties to the lower index), then softmax over the k:
     /// returns expert ids (i32 [T, k]) and their weights (f32 [T, k]) on this device.
     func topKSoftmax(_ logits: Tensor, k: Int) throws -> (ids: Tensor, weights: Tensor)
@@ -177,4 +238,80 @@ extension Backend {
 
     public func beginStep() throws {}
     public func reserveWeights(bytes: Int) throws {}
+}
+
+// MARK: - Paged ops composed from the others (slow: they read their i32 inputs on the host)
+
+extension Backend {
+    public func rope(_ x: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float) throws -> Tensor {
+        let pos = try download(positions).int32s()
+        guard x.shape.rank == 3, positions.dtype == .i32, pos.count == x.shape[0] else {
+            throw OspreyError.invalidTensor("rope of \(x.shape) at \(positions.dtype) positions \(positions.shape)")
+        }
+        let out = try makeBuffer(x.shape, dtype: .f32)
+        for (t, p) in pos.enumerated() {
+            try copyRows(rope(x.rows(t..<(t + 1)), start: Int(p), invFreq: invFreq, scaling: scaling), into: out, at: t)
+        }
+        return out
+    }
+
+    public func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws {
+        let slot = try download(slots).int32s()
+        guard k.shape == v.shape, kCache.shape == vCache.shape, slots.dtype == .i32, slot.count == k.shape[0] else {
+            throw OspreyError.invalidTensor("writeKV of k \(k.shape), v \(v.shape) into \(kCache.shape) / \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
+        }
+        for (t, r) in slot.enumerated() where r >= 0 {
+            try copyRows(k.rows(t..<(t + 1)), into: kCache, at: Int(r))
+            try copyRows(v.rows(t..<(t + 1)), into: vCache, at: Int(r))
+        }
+    }
+
+    public func gatherRows(_ x: Tensor, rows: Tensor) throws -> Tensor {
+        let index = try download(rows).int32s()
+        guard x.shape.rank == 2, rows.dtype == .i32, index.allSatisfy({ $0 >= 0 && Int($0) < x.shape[0] }) else {
+            throw OspreyError.invalidTensor("gatherRows of \(x.shape) at \(rows.dtype) rows \(index)")
+        }
+        let out = try makeBuffer([index.count, x.shape[1]], dtype: x.dtype)
+        for (i, r) in index.enumerated() { try copyRows(x.rows(Int(r)..<(Int(r) + 1)), into: out, at: i) }
+        return out
+    }
+
+    public func pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, sinks: Tensor?, layout: PagedLayout, window: Int?, scale: Float) throws -> Tensor {
+        try layout.validate()
+        if let window, window < 1 { throw OspreyError.invalidArgument("pagedAttention: window \(window)") }
+        let starts = try download(layout.queryStarts).int32s().map(Int.init)
+        let lengths = try download(layout.contextLengths).int32s().map(Int.init)
+        let table = try download(layout.blockTables).int32s().map(Int.init)
+        let (bs, maxBlocks) = (layout.blockSize, layout.maxBlocks)
+        guard q.shape.rank == 3, kCache.shape.rank == 3, kCache.shape == vCache.shape, q.shape[2] == kCache.shape[2],
+              q.shape[0] == starts.last else {
+            throw OspreyError.invalidTensor("pagedAttention of q \(q.shape) over caches \(kCache.shape) / \(vCache.shape) with \(starts.last ?? 0) query rows")
+        }
+        let out = try makeBuffer([q.shape[0], q.shape[1] * q.shape[2]], dtype: .f32)
+        for s in 0..<layout.sequenceCount where starts[s] < starts[s + 1] {
+            let n = starts[s + 1] - starts[s], context = lengths[s]
+            guard n <= context, context <= maxBlocks * bs else {
+                throw OspreyError.invalidArgument("sequence \(s): \(n) queries, \(context) keys, \(maxBlocks) blocks of \(bs)")
+            }
+            // This sequence's keys in order; blocks marked -1 stay zero (no query of it sees them).
+            let k = try makeBuffer([context, kCache.shape[1], kCache.shape[2]], dtype: .f32)
+            let v = try makeBuffer(k.shape, dtype: .f32)
+            for b in 0..<((context + bs - 1) / bs) where table[s * maxBlocks + b] >= 0 {
+                let (row, count) = (table[s * maxBlocks + b] * bs, min(bs, context - b * bs))
+                guard row + count <= kCache.shape[0] else {
+                    throw OspreyError.invalidArgument("block \(table[s * maxBlocks + b]) of sequence \(s) outside a cache of \(kCache.shape[0]) rows")
+                }
+                try copyRows(kCache.rows(row..<(row + count)), into: k, at: b * bs)
+                try copyRows(vCache.rows(row..<(row + count)), into: v, at: b * bs)
+            }
+            let span = AttentionSpan(queryStart: context - n, keyStart: 0, window: window)
+            try copyRows(attention(q: q.rows(starts[s]..<starts[s + 1]), k: k, v: v, sinks: sinks, span: span, scale: scale), into: out, at: starts[s])
+        }
+        return out
+    }
+}
+
+extension Tensor {
+    /// The elements of a host i32 tensor.
+    fileprivate func int32s() -> [Int32] { (0..<count).map { raw.load(fromByteOffset: 4 * $0, as: Int32.self) } }
 }

@@ -126,18 +126,15 @@ struct GptOssAttention: Sendable {
         (self.window, self.rope, self.invFreq) = (window, rope, invFreq)
     }
 
-    func callAsFunction(_ x: Tensor, layer: Int, cache: any KVCache, on b: any Backend) throws -> Tensor {
-        let (T, start) = (x.shape[0], cache.offset)
+    func callAsFunction(_ x: Tensor, layer: Int, cache: any AttentionCache, on b: any Backend) throws -> Tensor {
+        let T = x.shape[0]
         // q, k and v read the same x: one call (one launch for decode on a GPU).
         let qkv = try b.linears(x, [(qProj.weight, qProj.bias), (kProj.weight, kProj.bias), (vProj.weight, vProj.bias)])
-        var q = qkv[0].reshaped([T, heads, headDim])   // [T, Hq, D]
-        var k = qkv[1].reshaped([T, kvHeads, headDim]) // [T, Hkv, D]
-        let v = qkv[2].reshaped([T, kvHeads, headDim])
-        q = try b.rope(q, start: start, invFreq: invFreq, scaling: rope.attentionScaling)
-        k = try b.rope(k, start: start, invFreq: invFreq, scaling: rope.attentionScaling)
-        let kv = try cache.update(layer: layer, k: k, v: v)
-        let span = AttentionSpan(queryStart: start, keyStart: kv.keyStart, window: window)
-        let o = try b.attention(q: q, k: kv.k, v: kv.v, sinks: sinks, span: span, scale: 1 / Float(headDim).squareRoot())
+        let q = try cache.rope(qkv[0].reshaped([T, heads, headDim]), invFreq: invFreq, scaling: rope.attentionScaling, on: b)
+        let k = try cache.rope(qkv[1].reshaped([T, kvHeads, headDim]), invFreq: invFreq, scaling: rope.attentionScaling, on: b)
+        let v = qkv[2].reshaped([T, kvHeads, headDim])  // q [T, Hq, D], k/v [T, Hkv, D]
+        let o = try cache.attention(layer: layer, q: q, k: k, v: v, sinks: sinks, window: window,
+                                    scale: 1 / Float(headDim).squareRoot(), on: b)
         return try oProj(o, on: b)
     }
 }
@@ -201,7 +198,7 @@ struct GptOssBlock: Sendable {
     /// x [T, H] with `normed` = RMSNorm(x) by this block's input norm; returns the block's output
     /// and that output normalized by `nextNorm` (the next block's input norm, or the final norm):
     /// each residual add is fused with the norm that follows it.
-    func callAsFunction(_ x: Tensor, normed: Tensor, nextNorm: Tensor, layer: Int, cache: any KVCache,
+    func callAsFunction(_ x: Tensor, normed: Tensor, nextNorm: Tensor, layer: Int, cache: any AttentionCache,
                         on b: any Backend) throws -> (out: Tensor, normed: Tensor) {
         let (h, hn) = try b.addRMSNorm(x, attention(normed, layer: layer, cache: cache, on: b), weight: postAttentionNorm, eps: eps)
         let (out, outNormed) = try b.addRMSNorm(h, mlp(hn, on: b), weight: nextNorm, eps: eps)
@@ -246,20 +243,36 @@ public struct GptOssModel: LanguageModel {
                         rowShape: [config.resolvedKVHeads, config.resolvedHeadDim], backend: backend)
     }
 
+    public var attentionWindows: [Int?] { config.resolvedWindows }
+    public var kvRowShape: [Int] { [config.resolvedKVHeads, config.resolvedHeadDim] }
+
     public func forward(_ ids: [Int32], cache: any KVCache, allPositions: Bool) throws -> Tensor {
         guard !ids.isEmpty else { throw OspreyError.invalidArgument("forward of an empty token list") }
         try backend.beginStep()
-        return try run(backend.embedding(embedTokens, ids: ids), cache: cache, allPositions: allPositions)
+        return try run(backend.embedding(embedTokens, ids: ids), cache: cache, rows: allPositions ? .all : .last)
     }
 
     public func forward(tokens: Tensor, cache: any KVCache, allPositions: Bool) throws -> Tensor {
-        guard tokens.count > 0, tokens.dtype == .i32 else { throw OspreyError.invalidArgument("forward of \(tokens.count) \(tokens.dtype) token ids") }
+        try checkTokens(tokens)
         try backend.beginStep()
-        return try run(backend.embedding(embedTokens, tokens: tokens), cache: cache, allPositions: allPositions)
+        return try run(backend.embedding(embedTokens, tokens: tokens), cache: cache, rows: allPositions ? .all : .last)
     }
 
+    public func forward(tokens: Tensor, cache: any AttentionCache, logitRows: Tensor) throws -> Tensor {
+        try checkTokens(tokens)
+        guard logitRows.count > 0, logitRows.dtype == .i32 else { throw OspreyError.invalidArgument("logits of \(logitRows.count) \(logitRows.dtype) rows") }
+        try backend.beginStep()
+        return try run(backend.embedding(embedTokens, tokens: tokens), cache: cache, rows: .picked(logitRows))
+    }
+
+    private func checkTokens(_ tokens: Tensor) throws {
+        guard tokens.count > 0, tokens.dtype == .i32 else { throw OspreyError.invalidArgument("forward of \(tokens.count) \(tokens.dtype) token ids") }
+    }
+
+    private enum LogitRows { case all, last, picked(Tensor) }
+
     /// The blocks, final norm and lm_head over embedded tokens h [T, H].
-    private func run(_ embedded: Tensor, cache: any KVCache, allPositions: Bool) throws -> Tensor {
+    private func run(_ embedded: Tensor, cache: any AttentionCache, rows: LogitRows) throws -> Tensor {
         let b = backend, T = embedded.shape[0]
         var h = embedded
         var normed = try b.rmsNorm(h, weight: layers.first?.inputNorm ?? norm, eps: config.rmsNormEps)
@@ -270,7 +283,11 @@ public struct GptOssModel: LanguageModel {
             (h, normed) = (kept[0], kept[1])
         }
         cache.advance(by: T)
-        if !allPositions { normed = normed.rows((T - 1)..<T) }
-        return try lmHead(normed, on: b)  // [T or 1, V]
+        switch rows {
+        case .all: break
+        case .last: normed = normed.rows((T - 1)..<T)
+        case .picked(let r): normed = try b.gatherRows(normed, rows: r)
+        }
+        return try lmHead(normed, on: b)  // [R, V]
     }
 }

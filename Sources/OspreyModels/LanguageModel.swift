@@ -31,6 +31,15 @@ public protocol LanguageModel: Sendable {
     /// `forward` with the ids already on the backend's device (i32 [T]), e.g. the previous step's
     /// argmax: a decode step then sends nothing from the host.
     func forward(tokens: Tensor, cache: any KVCache, allPositions: Bool) throws -> Tensor
+
+    /// Per layer: the sliding window, or nil for full attention (how a paged cache groups layers).
+    var attentionWindows: [Int?] { get }
+    /// Shape of one cached key (or value) row, [Hkv, D].
+    var kvRowShape: [Int] { get }
+    /// A batched step: runs `tokens` (i32 [T] on the device) at the positions and with the keys
+    /// `cache` holds for this step (a paged cache the runner has set up, its inputs in buffers
+    /// that outlive the step), returning logits [R, V] for the rows `logitRows` (i32 [R]) only.
+    func forward(tokens: Tensor, cache: any AttentionCache, logitRows: Tensor) throws -> Tensor
 }
 
 extension LanguageModel {

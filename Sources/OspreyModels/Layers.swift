@@ -1,7 +1,10 @@
 // Shared layer types. Linear layers are values conforming to `LinearLayer` so that tensor
 // parallelism can add column- and row-sharded conformers (which load their own shard and own
 // their collective) without the forward pass changing (STYLE habit 9). `WeightLoader` reads
-// named tensors, checks their shapes and puts them on the model's backend.
+// named tensors, checks their shapes and puts them on the model's backend. `transposeLastTwo` (strip-wise,
+// parallel) changes layouts at load time, when a checkpoint stores a weight as x @ W.
+import Dispatch
+import Foundation
 import OspreyCore
 
 /// y = x W^T + b for x [T, in].
@@ -56,22 +59,76 @@ public struct WeightLoader: Sendable {
     public func contains(_ name: String) -> Bool { source.contains(name) }
 }
 
-/// Swaps the last two dimensions of a host tensor of 2-byte or 4-byte elements: [.., a, b] -> [.., b, a].
+/// Swaps the last two dimensions of a host tensor of 1-, 2-, 4- or 8-byte elements: [.., a, b] -> [.., b, a].
 func transposeLastTwo(_ t: Tensor) -> Tensor {
     let (a, b) = (t.shape[-2], t.shape[-1])
-    let batch = t.count / (a * b)
     var dims = t.shape.dims
     dims[dims.count - 2] = b
     dims[dims.count - 1] = a
-    let out = Tensor(zeros: Shape(dims), dtype: t.dtype)
-    let size = t.dtype.byteCount(elements: 1)
-    let (src, dst) = (t.raw, out.mutableRaw)
-    for n in 0..<batch {
-        for i in 0..<a {
+    let out = uninitializedHostTensor(Shape(dims), dtype: t.dtype)
+    let batch = a * b == 0 ? 0 : t.count / (a * b)
+    switch t.dtype.byteCount(elements: 1) {
+    case 1: transposeStrips(t.raw, out.mutableRaw, UInt8.self, batch: batch, a: a, b: b)
+    case 2: transposeStrips(t.raw, out.mutableRaw, UInt16.self, batch: batch, a: a, b: b)
+    case 4: transposeStrips(t.raw, out.mutableRaw, UInt32.self, batch: batch, a: a, b: b)
+    case 8: transposeStrips(t.raw, out.mutableRaw, UInt64.self, batch: batch, a: a, b: b)
+    default: preconditionFailure("transposeLastTwo of \(t.dtype)")
+    }
+    return out
+}
+
+/// The transpose by strips of 32 source rows, in parallel over strips (each writes its own
+/// 32-element runs of every destination row). A strip reads its 32 rows front to back, so their
+/// cache lines stay in L1 until every element of them has been moved.
+private func transposeStrips<T>(_ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, _: T.Type, batch: Int, a: Int, b: Int) {
+    let strip = 32, strips = (a + strip - 1) / strip
+    concurrentChunks(batch * strips) { units in
+        let (s, d) = (src.assumingMemoryBound(to: T.self), dst.assumingMemoryBound(to: T.self))
+        for u in units {
+            let (n, i0) = (u / strips, (u % strips) * strip)
+            let (first, h) = (s + (n * a + i0) * b, min(strip, a - i0))
+            var out = d + n * a * b + i0
             for j in 0..<b {
-                dst.advanced(by: ((n * b + j) * a + i) * size).copyMemory(from: src.advanced(by: ((n * a + i) * b + j) * size), byteCount: size)
+                var p = first + j
+                for i in 0..<h {
+                    out[i] = p.pointee
+                    p += b
+                }
+                out += a
             }
         }
     }
-    return out
+}
+
+/// A host tensor whose bytes are left unset, for a producer that writes every element: it skips
+/// `Tensor(zeros:)`'s single-threaded memset and lets first-touch page faults happen in the
+/// (parallel) writers, which on a 38 GB expansion is seconds.
+func uninitializedHostTensor(_ shape: Shape, dtype: DType) -> Tensor {
+    let allocation = HostAllocation(byteCount: dtype.byteCount(elements: shape.count))
+    return Tensor(storage: Storage(borrowing: allocation.base, byteCount: allocation.byteCount, device: .cpu, owner: allocation),
+                  shape: shape, dtype: dtype)
+}
+
+private final class HostAllocation {
+    let base: UnsafeMutableRawPointer, byteCount: Int
+    init(byteCount: Int) {
+        self.byteCount = byteCount
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+    }
+    deinit { base.deallocate() }
+}
+
+/// Runs `body` over contiguous chunks of `0..<count` on all cores, for load-time conversions
+/// (OspreyCPU's `parallelFor` is internal to that module). Chunks must write disjoint memory.
+func concurrentChunks(_ count: Int, _ body: (Range<Int>) -> Void) {
+    guard count > 0 else { return }
+    let chunks = min(count, ProcessInfo.processInfo.activeProcessorCount * 4)
+    if chunks <= 1 { body(0..<count); return }
+    let size = (count + chunks - 1) / chunks
+    // Swift cannot see that the chunks are disjoint, hence the opt-out (as in OspreyCPU).
+    nonisolated(unsafe) let body = body
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        let lo = c * size, hi = min(count, lo + size)
+        if lo < hi { body(lo..<hi) }
+    }
 }

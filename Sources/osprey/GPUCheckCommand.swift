@@ -23,6 +23,9 @@ struct GPUCheck: ParsableCommand {
     @Option(help: "A model folder to time decode on (e.g. a random gpt-oss-20b-shaped checkpoint).")
     var model: String?
 
+    @Option(name: .customLong("batch-model"), help: "Another model folder for the batching check (e.g. the shipped trained model).")
+    var batchModel: String?
+
     @Option(name: .customLong("decode-tokens"), help: "Tokens to decode on --model.")
     var decodeTokens = 64
 
@@ -47,7 +50,7 @@ struct GPUCheck: ParsableCommand {
             var failures = 0
             gpu.context.poisonWorkspace = true
             var checks = OpChecks(gpu: gpu)
-            let ops = try checks.runAll()
+            let ops = try checks.runAll() + mxfp4OddCaseChecks(gpu: gpu)
             lines += ["## Ops against the CPU oracle (max |Δ| / max |ref|; bound 1e-4 for f32 compute, 1e-2 where cuBLASLt takes bf16 inputs, 2e-2 for int8 inputs)", "",
                       "| op | case | relative error | result |", "|---|---|---|---|"]
             for r in ops {
@@ -66,6 +69,26 @@ struct GPUCheck: ParsableCommand {
                     if !ok { failures += 1 }
                     lines.append("| \(name) | \(String(format: "%.2e", r.l2)) | \(String(format: "%.2e", r.maxRel)) | \(r.greedy) |")
                 }
+            }
+            lines += ["", "## Continuous batching: generateBatch against one-at-a-time greedy on the GPU", "",
+                      "Teacher-forced: each batch token against the one-at-a-time argmax given the same prefix; control: one-at-a-time with the prompt prefilled in chunks of 16, judged the same way (numerics only, no batching). Bound: 99%, or within 1 point of the control.", "",
+                      "| model | workload | teacher-forced agreement | control | free-running agreement | median top-2 logit gap (relative) | generateBatch time | result |", "|---|---|---|---|---|---|---|---|"]
+            var batchModels: [(String, URL, Int)] = []
+            if let fixtures {
+                for name in try FileManager.default.contentsOfDirectory(atPath: fixtures).sorted()
+                where FileManager.default.fileExists(atPath: URL(fileURLWithPath: fixtures).appendingPathComponent("\(name)/config.json").path) {
+                    batchModels.append((name, URL(fileURLWithPath: fixtures).appendingPathComponent(name), 24))
+                }
+            }
+            if let shipped = batchModel { batchModels.append((URL(fileURLWithPath: shipped).lastPathComponent, URL(fileURLWithPath: shipped), 48)) }
+            if let model { batchModels.append((URL(fileURLWithPath: model).lastPathComponent, URL(fileURLWithPath: model), 32)) }
+            for (name, dir, newTokens) in batchModels {
+                let m = try ModelRegistry.load(ModelFolder(directory: dir), backend: gpu)
+                let prompts = BatchCheck.prompts(count: 12, lengths: 5...300, vocabulary: m.vocabularySize, seed: 3)
+                let r = try BatchCheck.run(m, name: name, prompts: prompts, newTokens: newTokens)
+                lines.append(r.line)
+                if !r.passed { failures += 1 }
+                if dir.path == model { lines += try BatchCheck.profileDecode(m, gpu: gpu, sequences: 64, promptLength: 200) }
             }
             if let model {
                 let (decodeLines, decodeFailures) = try timeDecode(URL(fileURLWithPath: model), gpu: gpu)

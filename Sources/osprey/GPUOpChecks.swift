@@ -150,6 +150,7 @@ struct OpChecks {
                                        cpu: reference, bound: gemm ? 1e-2 : (mx && int8 ? 2e-2 : 1e-4)))
             }
         }
+        out += try pagedChecks()
         return out
     }
 
@@ -160,6 +161,115 @@ struct OpChecks {
         for i in 0..<t.count { p[i] = UInt8(base - Int(p[i] % 4)) }
         p[0] = 0
         if t.count > 1 { p[t.count - 1] = 120 }
+        return t
+    }
+}
+
+// MARK: - Paged ops (continuous batching)
+
+extension OpChecks {
+    /// paged attention (decode with few and many sequences, chunked prefill with mixed query counts),
+    /// writeKV, rope at positions and gatherRows against the CPU.
+    mutating func pagedChecks() throws -> [Result] {
+        var out: [Result] = []
+        // Decode: (sequences, Hq, Hkv, D, window, sinks, block size). Few sequences split their keys;
+        // D 24 takes the any-size kernel, 12/1 heads two head chunks of 8 and 4.
+        let decode: [(Int, Int, Int, Int, Int?, Bool, Int)] = [
+            (1, 64, 8, 64, nil, true, 16), (5, 64, 8, 64, 128, true, 16), (64, 64, 8, 64, nil, false, 16), (64, 64, 8, 64, 128, true, 16),
+            (5, 64, 8, 64, 8, false, 16), (5, 4, 2, 32, 8, true, 16), (64, 4, 2, 32, nil, false, 16), (1, 4, 2, 32, 128, true, 16),
+            (5, 6, 2, 24, nil, true, 16), (3, 8, 1, 128, 128, true, 16), (4, 12, 1, 16, nil, false, 4),
+        ]
+        for (S, Hq, Hkv, D, window, sinks, bs) in decode {
+            let seqs = (0..<S).map { s in (context: S == 1 ? 600 : 1 + (s * 137 + 53) % 600, queries: 1) }
+            out.append(try pagedCase("decode", seqs, Hq: Hq, Hkv: Hkv, D: D, window: window, sinks: sinks, blockSize: bs))
+        }
+        // Chunked prefill: query runs of 1 to 200 at the end of longer contexts (runs of at most 8 take
+        // the per-row kernel, longer ones the per-query one); D 24 and 128 take the per-row kernel
+        // throughout, and so does a batch whose runs are all short.
+        let mixed: [(context: Int, queries: Int)] = [(300, 200), (64, 64), (513, 1), (450, 130), (20, 3), (600, 9)]
+        let short: [(context: Int, queries: Int)] = [(100, 8), (50, 3), (600, 1), (9, 2)]
+        let prefill: [([(context: Int, queries: Int)], Int, Int, Int, Int?, Bool)] = [
+            (mixed, 64, 8, 64, nil, true), (mixed, 64, 8, 64, 128, false), (mixed, 64, 8, 64, 8, true), (mixed, 4, 2, 32, 128, true),
+            (mixed, 4, 2, 32, nil, false), (mixed, 6, 2, 24, 128, true), (mixed, 8, 2, 128, nil, true), (short, 64, 8, 64, 128, true),
+        ]
+        for (seqs, Hq, Hkv, D, window, sinks) in prefill {
+            out.append(try pagedCase("prefill", seqs, Hq: Hq, Hkv: Hkv, D: D, window: window, sinks: sinks, blockSize: 16))
+        }
+
+        for (T, Hkv, D) in [(37, 8, 64), (5, 3, 5)] {
+            let k = random([T, Hkv, D]), v = random([T, Hkv, D])
+            let kCache = random([50, Hkv, D]), vCache = random([50, Hkv, D])
+            let slots = i32((0..<T).map { $0 % 4 == 1 ? -1 : Int32((T - $0) * 7 % 50) })
+            let (gk, gv) = (try up(kCache), try up(vCache))
+            try gpu.beginStep()
+            try gpu.writeKV(k: up(k), v: up(v), kCache: gk, vCache: gv, slots: up(slots))
+            try cpu.writeKV(k: k, v: v, kCache: kCache, vCache: vCache, slots: slots)
+            out.append(try compare("writeKV k", "T\(T) Hkv\(Hkv) D\(D) rows 50", gpu: gk, cpu: kCache, bound: 0))
+            out.append(try compare("writeKV v", "T\(T) Hkv\(Hkv) D\(D) rows 50", gpu: gv, cpu: vCache, bound: 0))
+        }
+        let x = random([7, 8, 64])
+        let freqs = Tensor((0..<32).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / 64)) }, shape: [32])
+        let positions = i32([0, 4095, 5, 100_000, 17, 17, 3])
+        try gpu.beginStep()
+        out.append(try compare("rope(positions:)", "T7 heads8 D64 positions 0...100000", gpu: gpu.rope(up(x), positions: up(positions), invFreq: up(freqs), scaling: 1.3466),
+                               cpu: cpu.rope(x, positions: positions, invFreq: freqs, scaling: 1.3466)))
+        let rows = random([9, 2880]), picks = i32([8, 0, 3, 3])
+        try gpu.beginStep()
+        out.append(try compare("gatherRows", "T9 H2880 rows [8, 0, 3, 3]", gpu: gpu.gatherRows(up(rows), rows: up(picks)), cpu: cpu.gatherRows(rows, rows: picks), bound: 0))
+        return out
+    }
+
+    /// One pagedAttention comparison on a random paged cache: blocks handed out in a random order,
+    /// blocks a sliding window has released -1 in the table, and NaN in every cache row no query
+    /// may read (spare and released blocks, the tail of each last block), so a wrong read fails.
+    mutating func pagedCase(_ kind: String, _ seqs: [(context: Int, queries: Int)], Hq: Int, Hkv: Int, D: Int, window: Int?, sinks: Bool,
+                            blockSize bs: Int) throws -> Result {
+        let blocks = seqs.map { ($0.context + bs - 1) / bs }
+        let maxBlocks = blocks.max()! + 1, total = blocks.reduce(3, +)
+        var order = Array(0..<total)
+        for i in stride(from: total - 1, to: 0, by: -1) {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            order.swapAt(i, Int(seed >> 33) % (i + 1))
+        }
+        let (kCache, vCache) = (random([total * bs, Hkv, D], scale: 2), random([total * bs, Hkv, D]))
+        var owned = [Bool](repeating: false, count: total * bs)
+        var table = [Int32](repeating: -1, count: seqs.count * maxBlocks)
+        var next = 0
+        for (s, (context, n)) in seqs.enumerated() {
+            let firstVisible = window.map { max(0, context - n - $0 + 1) } ?? 0
+            for b in 0..<blocks[s] {
+                let id = order[next]
+                next += 1
+                guard (b + 1) * bs > firstVisible else { continue }  // released
+                table[s * maxBlocks + b] = Int32(id)
+                for p in (b * bs)..<min(context, (b + 1) * bs) { owned[id * bs + p - b * bs] = true }
+            }
+        }
+        let row = Hkv * D
+        for r in 0..<(total * bs) where !owned[r] {
+            for i in 0..<row { kCache.mutableRaw.storeBytes(of: Float.nan, toByteOffset: 4 * (r * row + i), as: Float.self) }
+            for i in 0..<row { vCache.mutableRaw.storeBytes(of: Float.nan, toByteOffset: 4 * (r * row + i), as: Float.self) }
+        }
+        var starts: [Int32] = [0]
+        for (_, n) in seqs { starts.append(starts.last! + Int32(n)) }
+        let layout = PagedLayout(queryStarts: i32(starts), contextLengths: i32(seqs.map { Int32($0.context) }),
+                                 blockTables: i32(table).reshaped([seqs.count, maxBlocks]), blockSize: bs, sequenceCount: seqs.count,
+                                 maxQueryLength: seqs.map(\.queries).max()!, maxContextLength: seqs.map(\.context).max()!)
+        var device = layout
+        (device.queryStarts, device.contextLengths, device.blockTables) = (try up(layout.queryStarts), try up(layout.contextLengths), try up(layout.blockTables))
+        let q = random([Int(starts.last!), Hq, D], scale: 2)
+        let s = sinks ? random([Hq], .bf16, scale: 3) : nil
+        let scale = 1 / Float(D).squareRoot()
+        let counts = seqs.count > 8 ? "\(seqs.count) sequences, contexts ≤ \(layout.maxContextLength)" : seqs.map { "\($0.queries)/\($0.context)" }.joined(separator: " ")
+        try gpu.beginStep()
+        return try compare("pagedAttention \(kind)", "\(counts) Hq\(Hq) Hkv\(Hkv) D\(D) window \(window.map(String.init) ?? "-")\(sinks ? " sinks" : "") block \(bs)",
+                           gpu: gpu.pagedAttention(q: up(q), kCache: up(kCache), vCache: up(vCache), sinks: s.map(up), layout: device, window: window, scale: scale),
+                           cpu: cpu.pagedAttention(q: q, kCache: kCache, vCache: vCache, sinks: s, layout: layout, window: window, scale: scale))
+    }
+
+    func i32(_ values: [Int32]) -> Tensor {
+        let t = Tensor(zeros: [values.count], dtype: .i32)
+        for (i, x) in values.enumerated() { t.mutableRaw.storeBytes(of: x, toByteOffset: 4 * i, as: Int32.self) }
         return t
     }
 }

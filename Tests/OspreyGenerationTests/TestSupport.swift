@@ -31,6 +31,12 @@ final class CountingModel: LanguageModel {
         forwards.add(1, ordering: .sequentiallyConsistent)
         return try inner.forward(ids, cache: cache, allPositions: allPositions)
     }
+    var attentionWindows: [Int?] { inner.attentionWindows }
+    var kvRowShape: [Int] { inner.kvRowShape }
+    func forward(tokens: Tensor, cache: any AttentionCache, logitRows: Tensor) throws -> Tensor {
+        forwards.add(1, ordering: .sequentiallyConsistent)
+        return try inner.forward(tokens: tokens, cache: cache, logitRows: logitRows)
+    }
 }
 
 extension LoadedModel {

@@ -1,0 +1,145 @@
+// generateBatch and the serving Engine on the CPU: greedy outputs must equal one-at-a-time
+// generation exactly (the CPU backend computes each row the same way whatever the batch), under
+// every shape of step the scheduler makes — chunked prefill with a small token budget, few
+// sequences per step, preemption in a tiny pool, blocks of 4 and 32 positions.
+import Foundation
+import Testing
+import OspreyCore
+import OspreyModels
+@testable import OspreyGeneration
+
+@Suite struct GenerateBatchTests {
+    /// Prompts of varied lengths, some longer than the random model's sliding window (8).
+    static func prompts(_ n: Int, vocab: Int, seed: UInt64) -> [[Int32]] {
+        var s = seed
+        func next() -> UInt64 { s &+= 0x9E37_79B9_7F4A_7C15; var z = s; z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9; return z ^ (z >> 27) }
+        return (0..<n).map { _ in (0..<(1 + Int(next() % 23))).map { _ in Int32(1 + next() % UInt64(vocab - 1)) } }
+    }
+
+    func greedy(_ newTokens: Int) -> GenerationConfig {
+        var c = GenerationConfig()
+        c.maxNewTokens = newTokens
+        return c
+    }
+
+    @Test(arguments: [
+        BatchConfig(blockSize: 4, numBlocks: 400, maxBatchTokens: 64, maxSequences: 8),
+        BatchConfig(blockSize: 32, numBlocks: 64, maxBatchTokens: 2048, maxSequences: 256),
+        BatchConfig(blockSize: 4, numBlocks: 400, maxBatchTokens: 5, maxSequences: 3),   // chunked prefill
+        BatchConfig(blockSize: 4, numBlocks: 24, maxBatchTokens: 64, maxSequences: 8),    // preemption
+    ])
+    func greedyBatchEqualsOneAtATime(batch: BatchConfig) throws {
+        try withRandomFolder(tokenizer: false) { dir in
+            let model = try LoadedModel.load(dir, device: .cpu).model
+            let inputs = Self.prompts(7, vocab: model.vocabularySize, seed: 3)
+            let config = greedy(12)
+            let outputs = try model.generateBatch(inputs: inputs, config: config, batch: batch)
+            #expect(outputs.count == inputs.count)
+            for (i, prompt) in inputs.enumerated() {
+                let alone = try generate(model: model, prompt: prompt, config: config)
+                let out = try #require(outputs[RequestID(i)])
+                #expect(out.promptIds == prompt)
+                #expect(out.generatedTokens == alone, "request \(i) (prompt of \(prompt.count))")
+                #expect(out.finishReason == .length)
+            }
+        }
+    }
+
+    @Test func preemptionHappensInATinyPool() throws {
+        try withRandomFolder(tokenizer: false) { dir in
+            let model = try LoadedModel.load(dir, device: .cpu).model
+            let engine = try BatchEngine(model: model, config: BatchConfig(blockSize: 4, numBlocks: 24, maxBatchTokens: 64, maxSequences: 8))
+            for p in Self.prompts(7, vocab: model.vocabularySize, seed: 3) { try engine.add(prompt: p, generation: greedy(12)) }
+            while engine.hasWork { _ = try engine.step() }
+            #expect(engine.scheduler.metrics.preemptions > 0)
+            #expect(engine.scheduler.blocks.freeBlockCount == 24)
+        }
+    }
+
+    @Test func stopTokensEndRequestsEarly() throws {
+        try withRandomFolder(tokenizer: false) { dir in
+            let model = try LoadedModel.load(dir, device: .cpu).model
+            let inputs = Self.prompts(4, vocab: model.vocabularySize, seed: 9)
+            // Stop on each request's own third greedy token: the batch must stop there too.
+            var config = greedy(10)
+            let alone = try inputs.map { try generate(model: model, prompt: $0, config: config) }
+            config.eosTokenIds = alone.map { $0[2] }
+            let outputs = try model.generateBatch(inputs: inputs, config: config, batch: BatchConfig(blockSize: 4, numBlocks: 200))
+            for (i, prompt) in inputs.enumerated() {
+                let expected = try generate(model: model, prompt: prompt, config: config)
+                #expect(outputs[RequestID(i)]?.generatedTokens == expected)
+                #expect(outputs[RequestID(i)]?.finishReason == (expected.count < 10 ? .eos : .length))
+            }
+        }
+    }
+
+    @Test func seededSamplingMatchesOneAtATime() throws {
+        try withRandomFolder(tokenizer: false) { dir in
+            let model = try LoadedModel.load(dir, device: .cpu).model
+            let inputs = Self.prompts(3, vocab: model.vocabularySize, seed: 5)
+            var config = greedy(8)
+            (config.doSample, config.temperature, config.topK, config.seed) = (true, 0.9, 20, 42)
+            let outputs = try model.generateBatch(inputs: inputs, config: config, batch: BatchConfig(blockSize: 4, numBlocks: 200))
+            for (i, prompt) in inputs.enumerated() {
+                #expect(outputs[RequestID(i)]?.generatedTokens == (try generate(model: model, prompt: prompt, config: config)))
+            }
+        }
+    }
+
+    @Test func badRequestsAreRefusedWithAReason() throws {
+        try withRandomFolder(tokenizer: false) { dir in
+            let model = try LoadedModel.load(dir, device: .cpu).model
+            let engine = try BatchEngine(model: model, config: BatchConfig(blockSize: 4, numBlocks: 8))
+            #expect(throws: BatchError.self) { try engine.add(prompt: [], generation: greedy(4)) }
+            #expect(throws: BatchError.self) { try engine.add(prompt: Array(repeating: 1, count: 200), generation: greedy(4)) }
+            #expect(throws: BatchError.self) { try engine.add(prompt: [1], generation: greedy(0)) }
+            #expect(!engine.hasWork)
+        }
+    }
+
+    @Test func engineStreamsMatchGenerateBatchAndCancelFreesBlocks() async throws {
+        try await withRandomFolderAsync { dir in
+            let model = try LoadedModel.load(dir, device: .cpu).model
+            let inputs = Self.prompts(5, vocab: model.vocabularySize, seed: 11)
+            let config = greedy(10)
+            let expected = try model.generateBatch(inputs: inputs, config: config, batch: BatchConfig(blockSize: 4, numBlocks: 300))
+            let engine = try Engine(model: model, config: BatchConfig(blockSize: 4, numBlocks: 3000, maxBatchTokens: 16, maxSequences: 4))
+            // A long request, cancelled after its first token (long enough that it cannot finish first).
+            var long = config
+            long.maxNewTokens = 2000
+            let doomed = try engine.add(prompt: [1, 2, 3], generation: long)
+            let streams = try inputs.map { try engine.add(prompt: $0, generation: config) }
+            var doomedTokens = 0, doomedFinish: FinishReason?
+            for try await e in doomed.tokens {
+                if e.token != nil { doomedTokens += 1; if doomedTokens == 1 { engine.cancel(doomed.id) } }
+                doomedFinish = e.finish ?? doomedFinish
+            }
+            #expect(doomedFinish == .cancelled)
+            #expect(doomedTokens < 2000)
+            var got: [[Int32]] = []
+            for s in streams {
+                var tokens: [Int32] = [], finish: FinishReason?
+                for try await e in s.tokens {
+                    if let t = e.token { tokens.append(t) }
+                    finish = e.finish ?? finish
+                }
+                #expect(finish == .length)
+                got.append(tokens)
+            }
+            for (i, tokens) in got.enumerated() { #expect(tokens == expected[RequestID(i)]?.generatedTokens) }
+            engine.shutdown()
+            let m = engine.metrics
+            #expect(m.scheduler.freeBlocks == m.totalBlocks)
+            #expect(m.requestsFinished == inputs.count)
+            #expect(m.requestsCancelled == 1)
+        }
+    }
+}
+
+/// `withRandomFolder` for async bodies.
+func withRandomFolderAsync(_ body: (URL) async throws -> Void) async throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gen-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    try RandomGptOss.write(GptOssShape(), to: dir, seed: 1)
+    try await body(dir)
+}
