@@ -1,7 +1,9 @@
 // Prefill-sized batches on tensor cores: dense linear layers and the routed experts as cuBLASLt
 // GEMMs (bf16 inputs, f32 accumulation and output). Activations are converted to bf16 on the way
-// in, as transformers computes in bf16. The experts: the host reads the routing once (a
-// synchronisation, acceptable in prefill, never in decode), orders the (token, pick) pairs by
+// in, as transformers computes in bf16. MXFP4 experts take the grouped GEMM of
+// CUDABackend+Grouped.swift as `context.mxfp4Experts` says (by default up to 64 pairs per
+// expert on average). Otherwise, the
+// experts: the host reads the routing once (a synchronisation), orders the (token, pick) pairs by
 // expert in segments padded to 32 rows (so GEMM shapes, and their cached plans, repeat), and runs
 // per expert: its MXFP4 weights expanded to bf16 in a scratch buffer (exact), one GEMM for
 // gate_up, bias + SwiGLU, one GEMM for down, bias + scatter back to pick order, then the combine.
@@ -33,17 +35,20 @@ extension CUDABackend {
         }
     }
 
-    /// Whether `experts` of T tokens takes the GEMM path (MXFP4 or bf16 experts).
+    /// Whether `experts` of T tokens takes the GEMM path (MXFP4 or bf16 experts; MXFP4 grouped or expanded).
     func expertsUseGEMM(tokens T: Int, bank: ExpertBank) -> Bool {
         guard T >= Self.gemmMinTokens, bank.gateUpBias.shape[-1] % 16 == 0, bank.downBias.shape[-1] % 8 == 0 else { return false }
         switch bank.weights {
-        case .mxfp4: return context.hasGEMM
+        case .mxfp4: return expertsUseGrouped(bank: bank) || context.hasGEMM
         case .dense(let gu, let dn): return gu.dtype == .bf16 && dn.dtype == .bf16 && context.hasGEMM
         }
     }
 
     /// The routed experts of T tokens as per-expert GEMMs; returns out [T, H].
     func expertsGEMM(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, T: Int, k: Int, H: Int, I: Int) throws -> Tensor {
+        if expertsUseGrouped(bank: bank) && groupedPreferred(pairs: T * k, experts: bank.weights.count) {
+            return try expertsGrouped(x, bank: bank, ids: ids, weights: weights, T: T, k: k, H: H, I: I)
+        }
         let E = bank.weights.count, P = T * k
         // Routing on the host: counting sort of the pairs by expert, segments padded.
         let routed = try download(ids)

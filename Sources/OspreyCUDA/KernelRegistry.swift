@@ -22,6 +22,7 @@ public struct KernelRegistry: Sendable {
         "Embedding": "elementwise", "Add": "elementwise", "RMSNorm": "elementwise",
         "Linear": "linear", "RoPE": "rope", "Attention": "attention", "MoE": "moe", "MoEDecode": "moe_decode",
         "MoEPrefill": "moe_prefill", "Sampling": "sampling", "PagedAttention": "paged_attention",
+        "MoEGrouped": "moe_grouped",
     ]
 
     public private(set) var layers: [String: KernelSource]

@@ -23,7 +23,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("decode-tokens"), help: "Tokens timed per decode run (after 4 warm-up tokens).") var decodeTokens = 128
     @Option(name: .customLong("prompt-tokens"), help: "Prompt length before the timed decode.") var promptTokens = 128
     @Option(name: .customLong("prefill-lengths"), help: "Comma-separated prompt lengths to time prefill on.") var prefillLengths = "128,512,2048"
-    @Option(name: .customLong("batch-sizes"), help: "Comma-separated decode batch sizes (only 1 until continuous batching, issue 8).") var batchSizes = "1"
+    @Option(name: .customLong("batch-sizes"), help: "Comma-separated decode batch sizes (above 1: continuous batching, generateBatch).") var batchSizes = "1"
     @Option(help: "Timed runs per figure (the median is reported).") var `repeat` = 3
     @Option(help: "Also write the JSON to this file.") var json: String?
 
@@ -34,9 +34,6 @@ struct Bench: ParsableCommand {
         try reportingErrors {
             let lengths = try Self.positiveList(prefillLengths, flag: "--prefill-lengths")
             let batches = try Self.positiveList(batchSizes, flag: "--batch-sizes")
-            if let b = batches.first(where: { $0 != 1 }) {
-                throw CLIError("--batch-sizes \(b): batched decode arrives with continuous batching (issue 8); only batch size 1 can be measured now")
-            }
             guard decodeTokens > 0, promptTokens > 0, `repeat` > 0 else { throw CLIError("--decode-tokens, --prompt-tokens and --repeat must be positive") }
             let url = URL(fileURLWithPath: model)
             guard FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path) else {
@@ -60,8 +57,14 @@ struct Bench: ParsableCommand {
 
             let prompt = (0..<promptTokens).map { Int32(($0 * 7919 + 13) % m.vocabularySize) }
             _ = try timeDecode(m, prompt: prompt)  // warm-up: kernel compilation, GEMM plans
-            let decode = median(try (0..<`repeat`).map { _ in try timeDecode(m, prompt: prompt) })
-            if let gpu { memory.append(try gpu.memoryInUse()) }
+            var decodeRates: [BenchReport.Rate] = []
+            for b in batches {
+                let run = { b == 1 ? try timeDecode(m, prompt: prompt) : try timeBatchDecode(m, batch: b) }
+                if b != 1 { _ = try run() }  // warm-up at this batch size
+                let r = median(try (0..<`repeat`).map { _ in try run() })
+                decodeRates.append(BenchReport.Rate(batch: b, tokS: r.value, samples: r.samples))
+                if let gpu { memory.append(try gpu.memoryInUse()) }
+            }
             var prefill: [BenchReport.Rate] = []
             for n in lengths {
                 _ = try timePrefill(m, length: n)
@@ -79,7 +82,7 @@ struct Bench: ParsableCommand {
                 settings: .init(model: model, device: device.description, dequantize: dequantize, decodeTokens: decodeTokens,
                                 promptTokens: promptTokens, prefillLengths: lengths, batchSizes: batches, repeat: `repeat`, json: json),
                 results: .init(loadS: (loadS * 1e4).rounded() / 1e4, loadWarmS: (loadWarmS * 1e4).rounded() / 1e4,
-                               decode: [BenchReport.Rate(batch: 1, tokS: decode.value, samples: decode.samples)], prefill: prefill,
+                               decode: decodeRates, prefill: prefill,
                                memoryGib: memory.isEmpty ? nil : .init(afterLoad: gib(memory[0]), peak: gib(memory.max()!),
                                                                         method: "driver total - free, sampled after load, decode and each prefill")),
                 date: ISO8601DateFormatter().string(from: Date()),
@@ -102,6 +105,23 @@ struct Bench: ParsableCommand {
             if produced == Self.warmUpTokens + 1 { start = clock.now }
         }
         return Double(decodeTokens) / seconds(since: start)
+    }
+
+    /// Steady decode tok/s of `batch` requests through continuous batching (`generateBatch`), as the
+    /// transformers peer measures generate at a batch size: the time of `batch` distinct prompts with
+    /// `decodeTokens` new tokens less that with 1 new token (prefill and first token), over batch x (N - 1).
+    private func timeBatchDecode(_ m: any LanguageModel, batch: Int) throws -> Double {
+        let prompts = (0..<batch).map { b in (0..<promptTokens).map { Int32(($0 * 7919 + 13 + 104_729 * b) % m.vocabularySize) } }
+        let settings = BatchConfig(blockSize: 32, numBlocks: nil, maxBatchTokens: max(2048, batch), maxSequences: max(256, batch))
+        func time(_ newTokens: Int) throws -> Double {
+            var config = GenerationConfig()
+            (config.maxNewTokens, config.eosTokenIds) = (newTokens, [])
+            let start = clock.now
+            _ = try m.generateBatch(inputs: prompts, config: config, batch: settings)
+            return seconds(since: start)
+        }
+        let full = try time(decodeTokens), first = try time(1)
+        return Double(batch * (decodeTokens - 1)) / max(full - first, 1e-9)
     }
 
     /// tok/s of one prefill of `length` tokens into a fresh cache, up to the first token on the host.

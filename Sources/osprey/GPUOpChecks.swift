@@ -145,7 +145,7 @@ struct OpChecks {
                 defer { gpu.context.int8DecodeActivations = true }
                 try gpu.beginStep()
                 let g = try gpu.experts(up(x), bank: devBank, ids: up(routing.ids), weights: up(routing.weights))
-                let mode = gemm ? " (cuBLASLt, bf16 in)" : (mx && int8 ? " (int8 inputs, dp4a)" : "")
+                let mode = gemm ? (mx ? " (GEMM path: grouped MXFP4 or cuBLASLt; bf16 in)" : " (cuBLASLt, bf16 in)") : (mx && int8 ? " (int8 inputs, dp4a)" : "")
                 out.append(try compare("experts", "T\(T) E\(E) k\(k) H\(H) I\(I) \(mx ? "mxfp4" : "bf16")\(mode)", gpu: g,
                                        cpu: reference, bound: gemm ? 1e-2 : (mx && int8 ? 2e-2 : 1e-4)))
             }

@@ -1,0 +1,135 @@
+// MXFP4 experts of batches of 16 tokens and more as one grouped GEMM on tensor cores (issue 6):
+// five launches (route, gather, gate_up + bias + SwiGLU, down + bias, combine), no host
+// synchronisation and no bf16 copy of the weights: each CTA dequantizes the packed blocks of
+// 128 rows of one expert in registers for a tile of up to 32 of its (token, pick) pairs (64 when
+// batches average 32 pairs or more per expert). The tile list is built on the device, so the
+// GEMM grid covers the worst case (⌈P / tile⌉ + min(E, P) tiles) and surplus CTAs return at once.
+// `CUDAContext.mxfp4Experts` picks between this, its FMA twin (checks) and the bf16 expansion for
+// cuBLASLt (CUDABackend+GEMM.swift); by default this up to 64 pairs per expert, the expansion
+// above. Kernels: Kernels/moe_grouped.cu (layer "MoEGrouped").
+import Foundation
+import OspreyCore
+
+/// How a GPU runs the MXFP4 experts of batches of 16 tokens or more.
+public enum MXFP4ExpertKernels: String, Sendable, CaseIterable {
+    /// `groupedMMA` while the experts average at most 64 (token, pick) pairs (gpt-oss-20b: up to
+    /// 512 tokens), `expansion` above that when cuBLASLt is there (the default; see
+    /// `CUDABackend.groupedMaxPairsPerExpert`).
+    case auto
+    /// Grouped GEMM: weights dequantized in registers, bf16 tensor-core MMAs, at every batch size.
+    case groupedMMA
+    /// The same grouped tiling with scalar FMAs and a naive decode: slow, for the checks (it tells
+    /// an MMA fragment-layout bug from a tiling bug).
+    case groupedFMA
+    /// Each layer's weights expanded to bf16, then per-expert cuBLASLt GEMMs (the routing read on the host).
+    case expansion
+}
+
+extension CUDAContext {
+    /// Which kernels run MXFP4 experts of 16 tokens or more. Starts as OSPREY_MXFP4_GROUPED says:
+    /// 0 → `.expansion`, 1 → `.groupedMMA`, fma → `.groupedFMA`, otherwise `.auto`.
+    public var mxfp4Experts: MXFP4ExpertKernels {
+        get { GroupedSettings.shared[self] }
+        set { GroupedSettings.shared[self] = newValue }
+    }
+}
+
+/// Holds `mxfp4Experts` per context (an extension cannot add a stored property to CUDAContext).
+private final class GroupedSettings: @unchecked Sendable {  // mutable state behind `lock`
+    static let shared = GroupedSettings()
+    private let lock = NSLock()
+    private var kernels: [ObjectIdentifier: MXFP4ExpertKernels] = [:]
+    private let initial: MXFP4ExpertKernels = switch ProcessInfo.processInfo.environment["OSPREY_MXFP4_GROUPED"] {
+    case "0": .expansion
+    case "1": .groupedMMA
+    case "fma": .groupedFMA
+    default: .auto
+    }
+
+    subscript(context: CUDAContext) -> MXFP4ExpertKernels {
+        get { lock.withLock { kernels[ObjectIdentifier(context)] ?? initial } }
+        set { lock.withLock { kernels[ObjectIdentifier(context)] = newValue } }
+    }
+}
+
+extension CUDABackend {
+    /// Weight rows per CTA of the grouped GEMM (GM_ROWS in moe_grouped.cu).
+    static let groupedRows = 128
+    /// Under `.auto`, batches whose experts average more (token, pick) pairs take the expansion:
+    /// on an H200 with gpt-oss-20b's experts (E 32, top-4, H = I = 2,880) the grouped GEMMs took
+    /// 0.29 / 0.35 / 0.52 / 0.79 / 1.34 ms at 16 / 64 / 256 / 512 / 1,024 tokens, the expansion
+    /// alone 0.57 ms before its GEMMs (~0.2 ms at 512 tokens): even at 64 pairs per expert.
+    static let groupedMaxPairsPerExpert = 64
+
+    /// Shared memory of a grouped GEMM CTA with tiles of `pairs` pairs over K inputs: its cp.async
+    /// stages (4 of 4 KB weights + 4 KB inputs with 32 pairs, 3 of 4 + 8 KB with 64), then the
+    /// CTA's scales (128 rows × K / 32 bytes, + 32 for alignment). At most 48 KB (no opt-in).
+    static func groupedShared(pairs: Int, inputs K: Int) -> Int {
+        (pairs == 64 ? 3 : 4) * (4096 + 128 * pairs) + groupedRows * (K / 32) + 32
+    }
+
+    /// Whether a batch's MXFP4 experts take the grouped kernels: selected, and shapes they take
+    /// (inputs of both halves at most 4,064: the CTA's scales share the 48 KB of shared memory
+    /// with the stages; E at most 2,048: the router's counters, 16 E bytes).
+    func expertsUseGrouped(bank: ExpertBank) -> Bool {
+        guard context.mxfp4Experts != .expansion, case .mxfp4(let gub, let gus, let db, let ds) = bank.weights else { return false }
+        let H = bank.downBias.shape[-1], I = bank.gateUpBias.shape[-1] / 2, E = bank.weights.count
+        return H % 32 == 0 && I % 32 == 0 && Self.groupedShared(pairs: 32, inputs: max(H, I)) <= 48 << 10 && E <= 2048
+            && [gub, gus, db, ds].allSatisfy { ptr($0) % 16 == 0 }  // cp.async copies 16-byte pieces
+    }
+
+    /// Whether a batch of `pairs` (token, pick) pairs that `expertsUseGrouped` allows is best run grouped.
+    func groupedPreferred(pairs P: Int, experts E: Int) -> Bool {
+        context.mxfp4Experts != .auto || P <= Self.groupedMaxPairsPerExpert * E || !context.hasGEMM
+    }
+
+    /// The routed MXFP4 experts of T tokens as grouped GEMMs; returns out [T, H]. Shapes were
+    /// checked by `experts` and `expertsUseGrouped`.
+    func expertsGrouped(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, T: Int, k: Int, H: Int, I: Int) throws -> Tensor {
+        guard case .mxfp4(let gub, let gus, let db, let ds) = bank.weights else {
+            throw OspreyError.invalidTensor("experts: the grouped kernels take MXFP4 weights")
+        }
+        let E = bank.weights.count, P = T * k
+        // 64-pair tiles once experts average 32 pairs (gpt-oss-20b: 256 tokens, where they took
+        // 0.52 ms against 0.58), when they fit.
+        let wide = context.mxfp4Experts != .groupedFMA && P >= 32 * E && Self.groupedShared(pairs: 64, inputs: max(H, I)) <= 48 << 10
+        let tile = wide ? 64 : 32, maxTiles = (P + tile - 1) / tile + min(E, P)
+        // order: sorted position → pair; tiles: (expert, first position, pairs, 0) per tile.
+        let order = try workspace([P], .i32), tiles = try workspace([maxTiles, 4], .i32)
+        let xs = try workspace([P, H], .bf16), h = try workspace([P, I], .bf16)  // rows in expert order
+        let y = try workspace([P, H]), out = try workspace([T, H])               // y in pick order
+        try context.launch("MoEGrouped", "moe_grouped_route", grid: (1, 1, 1), block: 1024, sharedBytes: 4 * (4 * E + 2), [
+            .pointer(ptr(ids)), .int(Int32(P)), .int(Int32(E)), .int(Int32(tile)), .int(Int32(maxTiles)),
+            .pointer(ptr(order)), .pointer(ptr(tiles)), .pointer(ptr(y)), .int(Int32(H)),
+        ])
+        try context.launch("MoEGrouped", "moe_grouped_gather", grid: (P, 1, 1), block: 256,
+                           [.pointer(ptr(x)), .pointer(ptr(order)), .int(Int32(k)), .pointer(ptr(xs)), .int(Int32(H))])
+        let mma = context.mxfp4Experts != .groupedFMA
+        // gate_up: R = 2I rows over K = H inputs, h = SwiGLU(xs · Wᵀ + b) in bf16.
+        try context.launch("MoEGrouped", wide ? "moe_mxfp4_mma64_gate_up" : mma ? "moe_mxfp4_mma_gate_up" : "moe_mxfp4_fma_gate_up",
+                           grid: groupedGrid(tiles: maxTiles, rows: 2 * I), block: 128, sharedBytes: Self.groupedShared(pairs: tile, inputs: H),
+                           try groupedArguments(input: xs, tiles: tiles, order: order, blocks: gub, scales: gus, bias: bank.gateUpBias,
+                                                output: h, rows: 2 * I, inputs: H, bank: bank))
+        // down: R = H rows over K = I inputs, y[pick] = h · Wᵀ + b in f32.
+        try context.launch("MoEGrouped", wide ? "moe_mxfp4_mma64_down" : mma ? "moe_mxfp4_mma_down" : "moe_mxfp4_fma_down",
+                           grid: groupedGrid(tiles: maxTiles, rows: H), block: 128, sharedBytes: Self.groupedShared(pairs: tile, inputs: I),
+                           try groupedArguments(input: h, tiles: tiles, order: order, blocks: db, scales: ds, bias: bank.downBias,
+                                                output: y, rows: H, inputs: I, bank: bank))
+        try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
+            .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
+        ])
+        return out
+    }
+
+    /// x: tiles (surplus ones return at once), y: tiles of 128 weight rows.
+    private func groupedGrid(tiles: Int, rows: Int) -> (Int, Int, Int) {
+        (tiles, (rows + Self.groupedRows - 1) / Self.groupedRows, 1)
+    }
+
+    private func groupedArguments(input: Tensor, tiles: Tensor, order: Tensor, blocks: Tensor, scales: Tensor, bias: Tensor,
+                                  output: Tensor, rows: Int, inputs: Int, bank: ExpertBank) throws -> [KernelArgument] {
+        [.pointer(ptr(input)), .pointer(ptr(tiles)), .pointer(ptr(order)), .pointer(ptr(blocks)), .pointer(ptr(scales)),
+         .pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(output)), .int(Int32(rows)), .int(Int32(inputs)),
+         .float(bank.swigluLimit), .float(bank.alpha)]
+    }
+}
