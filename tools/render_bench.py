@@ -12,7 +12,7 @@ prefill by its FLOPs per token (2 per weight used, plus attention scores) agains
 GEMM through cuBLASLt measured 780-816). Both are upper bounds, not predictions.
 
     python3 tools/render_bench.py osprey.json transformers.json --out benchmarks/results/NAME
-        writes NAME.md, NAME-decode.png and NAME-prefill.png.
+        writes NAME.md, NAME-decode.png, NAME-prefill.png and (with GPU memory figures) NAME-memory.png.
 """
 import argparse
 import json
@@ -168,6 +168,26 @@ def plot(osp, peer, out):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    # Memory: GPU memory after load and at peak, each engine's weights marked (the seed's Figure 5).
+    mem = [(label, r["results"].get("memory_gib"), r["model"]) for r, label in ((osp, "Osprey"), (peer, "transformers"))]
+    if all(m for _, m, _ in mem):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        xs = range(len(mem))
+        ax.bar([x - 0.2 for x in xs], [m["after_load"] for _, m, _ in mem], 0.4, label="after load")
+        ax.bar([x + 0.2 for x in xs], [m["peak"] for _, m, _ in mem], 0.4, label="peak")
+        ax.scatter(list(xs), [model["weight_bytes"] / 2**30 for _, _, model in mem], marker="_", s=900, color="black",
+                   zorder=3, label="weights as loaded")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([f"{label} ({model['quantization']})" for label, _, model in mem])
+        ax.set_ylabel("GiB")
+        ax.set_title(f"GPU memory on {osp['device'].split(',')[0]}")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out + "-memory.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)
