@@ -185,41 +185,7 @@ __device__ __forceinline__ void attention_prefill(const float* q, const float* k
         int jlo = window > 0 ? max(0, qpos - window + 1 - kstart - base) : 0;
         int jhi = min(min(32, hi - base), qpos - kstart - base + 1);
         if (!active || jlo >= jhi) continue;
-        // Sub-chunks of 8 keys in a loop that is not unrolled, so the body stays a few KB of code.
-        // Every lane reads the same K/V element at a time (one shared-memory broadcast feeds 4 FMAs per lane).
-        #pragma unroll 1
-        for (int sub = jlo & ~7; sub < jhi; sub += 8) {
-            float s[8], cmax = -INFINITY;
-            #pragma unroll
-            for (int jj = 0; jj < 8; jj++) {
-                int j = sub + jj;
-                float d0 = 0.f, d1 = 0.f;
-                #pragma unroll
-                for (int c = 0; c < D4; c++) {
-                    float4 kk = sK[j][c];
-                    d0 += qr[4 * c] * kk.x + qr[4 * c + 1] * kk.y;
-                    d1 += qr[4 * c + 2] * kk.z + qr[4 * c + 3] * kk.w;
-                }
-                s[jj] = j >= jlo && j < jhi ? d0 + d1 : -INFINITY;
-                cmax = fmaxf(cmax, s[jj]);
-            }
-            float mn = fmaxf(m, cmax);  // finite: some key of [sub, sub + 8) is visible
-            float corr = expf(m - mn);  // 0 while m is -inf
-            l *= corr;
-            #pragma unroll
-            for (int d = 0; d < D; d++) acc[d] *= corr;
-            #pragma unroll
-            for (int jj = 0; jj < 8; jj++) {
-                float p = expf(s[jj] - mn);  // 0 for keys this query cannot see
-                l += p;
-                #pragma unroll
-                for (int c = 0; c < D4; c++) {
-                    float4 vv = sV[sub + jj][c];
-                    acc[4 * c] += p * vv.x; acc[4 * c + 1] += p * vv.y; acc[4 * c + 2] += p * vv.z; acc[4 * c + 3] += p * vv.w;
-                }
-            }
-            m = mn;
-        }
+        attend_chunk<D>(sK, sV, qr, jlo, jhi, m, l, acc);
     }
     if (!active) return;
     float sink = sinks ? load_w(sinks, h, sdt) : -INFINITY;

@@ -84,3 +84,48 @@ __device__ __forceinline__ float block_max(float v, float* scratch /* 32 floats 
     v = lane < warps ? scratch[lane] : -INFINITY;
     return warp_max(v);
 }
+
+// One staged chunk of prefill attention for one query (attention.cu and paged_attention.cu): the
+// visible keys [jlo, jhi) of the up to 32 keys staged in sK / sV are scored against qr (already
+// scaled) and folded into the online softmax (running max m, denominator l) and the output
+// accumulator acc. Sub-chunks of 8 keys in a loop that is not unrolled keep the body a few KB of
+// code; every lane reads the same K/V element at a time (one shared-memory broadcast feeds 4 FMAs
+// per lane). Inlined, so qr and acc stay in the caller's registers.
+template <int D>
+__device__ __forceinline__ void attend_chunk(const float4 (*sK)[D / 4], const float4 (*sV)[D / 4], const float* qr,
+                                             int jlo, int jhi, float& m, float& l, float* acc) {
+    constexpr int D4 = D / 4;
+    #pragma unroll 1
+    for (int sub = jlo & ~7; sub < jhi; sub += 8) {
+        float sc[8], cmax = -INFINITY;
+        #pragma unroll
+        for (int jj = 0; jj < 8; jj++) {
+            int j = sub + jj;
+            float d0 = 0.f, d1 = 0.f;
+            #pragma unroll
+            for (int c = 0; c < D4; c++) {
+                float4 kk = sK[j][c];
+                d0 += qr[4 * c] * kk.x + qr[4 * c + 1] * kk.y;
+                d1 += qr[4 * c + 2] * kk.z + qr[4 * c + 3] * kk.w;
+            }
+            sc[jj] = j >= jlo && j < jhi ? d0 + d1 : -INFINITY;
+            cmax = fmaxf(cmax, sc[jj]);
+        }
+        float mn = fmaxf(m, cmax);  // finite: some key of [sub, sub + 8) is visible
+        float corr = expf(m - mn);  // 0 while m is -inf
+        l *= corr;
+        #pragma unroll
+        for (int d = 0; d < D; d++) acc[d] *= corr;
+        #pragma unroll
+        for (int jj = 0; jj < 8; jj++) {
+            float pr = expf(sc[jj] - mn);  // 0 for keys this query cannot see
+            l += pr;
+            #pragma unroll
+            for (int c = 0; c < D4; c++) {
+                float4 vv = sV[sub + jj][c];
+                acc[4 * c] += pr * vv.x; acc[4 * c + 1] += pr * vv.y; acc[4 * c + 2] += pr * vv.z; acc[4 * c + 3] += pr * vv.w;
+            }
+        }
+        m = mn;
+    }
+}
