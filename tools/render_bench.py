@@ -12,7 +12,9 @@ prefill by its FLOPs per token (2 per weight used, plus attention scores) agains
 GEMM through cuBLASLt measured 780-816). Both are upper bounds, not predictions.
 
     python3 tools/render_bench.py osprey.json transformers.json --out benchmarks/results/NAME
-        writes NAME.md, NAME-decode.png, NAME-prefill.png and (with GPU memory figures) NAME-memory.png.
+            [--also "Osprey dequantized=osprey-dequantized.json" ...]
+        writes NAME.md, NAME-decode.png, NAME-prefill.png and (with GPU memory figures) NAME-memory.png;
+        each --also run gets its own table (ratios to Osprey's main run and to transformers) and plot lines.
 """
 import argparse
 import json
@@ -139,9 +141,44 @@ def render(osp, peer, name):
     return lines
 
 
+def render_also(osp, peer, extras):
+    """Other runs of Osprey (e.g. --dequantize) beside the main two: each figure, its ratio to
+    Osprey's main run and to transformers, and its roofline."""
+    if not extras:
+        return []
+    context = osp["settings"]["prompt_tokens"] + osp["settings"]["decode_tokens"] // 2
+    lines = ["", "## Other Osprey runs in the same call", ""]
+    for label, r in extras:
+        m, res = r["model"], r["results"]
+        lines += [f"### {label}: {m['quantization']} weights, {m['weight_bytes'] / 1e9:.2f} GB as loaded", "",
+                  f"`{r.get('command', '')}` ({r.get('date', '')})", "",
+                  f"| figure | {label} | Osprey | ÷ Osprey | transformers | ÷ transformers | roofline (% reached) |",
+                  "|---|---|---|---|---|---|---|"]
+        for key, name in (("load_s", "load, first (s)"), ("load_warm_s", "load, warm page cache (s)")):
+            x, o, p = res.get(key), osp["results"].get(key), peer["results"].get(key)
+            lines.append(f"| {name} | {fmt(x, 2)} | {fmt(o, 2)} | {ratio(x, o)} | {fmt(p, 2)} | {ratio(x, p)} | — |")
+        xd, od, pd = rows_by(r, "decode", "batch"), rows_by(osp, "decode", "batch"), rows_by(peer, "decode", "batch")
+        for b in sorted(xd):
+            x, o, p = xd[b]["tok_s"], od.get(b, {}).get("tok_s"), pd.get(b, {}).get("tok_s")
+            bytes_ = decode_bytes_per_step(m, b, context)
+            lines.append(f"| decode, batch {b} (tok/s) | {fmt(x)} | {fmt(o)} | {ratio(x, o)} | {fmt(p)} | {ratio(x, p)} | "
+                         f"{bound(x, b * HBM_COPY_BYTES_S / bytes_, f'{bytes_ / 1e9:.2f} GB/step')} |")
+        xp, op, pp = rows_by(r, "prefill", "tokens"), rows_by(osp, "prefill", "tokens"), rows_by(peer, "prefill", "tokens")
+        for n in sorted(xp):
+            x, o, p = xp[n]["tok_s"], op.get(n, {}).get("tok_s"), pp.get(n, {}).get("tok_s")
+            f = prefill_flops_per_token(m, n)
+            lines.append(f"| prefill, {n} tokens (tok/s) | {fmt(x, 0)} | {fmt(o, 0)} | {ratio(x, o)} | {fmt(p, 0)} | {ratio(x, p)} | "
+                         f"{bound(x, BF16_GEMM_FLOP_S / f, f'{f / 1e9:.2f} GFLOP/token')} |")
+        xm, om_, pm_ = res.get("memory_gib") or {}, osp["results"].get("memory_gib") or {}, peer["results"].get("memory_gib") or {}
+        for key, name in (("after_load", "GPU memory after load (GiB)"), ("peak", "GPU memory, peak (GiB)")):
+            x, o, p = xm.get(key), om_.get(key), pm_.get(key)
+            lines.append(f"| {name} | {fmt(x, 2)} | {fmt(o, 2)} | {ratio(x, o)} | {fmt(p, 2)} | {ratio(x, p)} | weights {m['weight_bytes'] / 2**30:.2f} |")
+    return lines
+
+
 # MARK: - Plots
 
-def plot(osp, peer, out):
+def plot(osp, peer, out, extras=()):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -154,7 +191,8 @@ def plot(osp, peer, out):
             ("decode", "batch", "batch size", lambda m, x: x * HBM_COPY_BYTES_S / decode_bytes_per_step(m, x, context), out + "-decode.png"),
             ("prefill", "tokens", "prompt length (tokens)", lambda m, x: BF16_GEMM_FLOP_S / prefill_flops_per_token(m, x), out + "-prefill.png")):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for report, label, style in ((osp, "Osprey", "o-"), (peer, "transformers", "s-")):
+        runs = [(osp, "Osprey", "o-"), (peer, "transformers", "s-")] + [(r, l, st) for (l, r), st in zip(extras, ("^-", "D-", "v-"))]
+        for report, label, style in runs:
             rows = sorted(report["results"].get(section, []), key=lambda r: r[key])
             if rows:
                 xs = [r[key] for r in rows]
@@ -172,7 +210,7 @@ def plot(osp, peer, out):
         plt.close(fig)
         written.append(path)
     # Memory: GPU memory after load and at peak, each engine's weights marked (the seed's Figure 5).
-    mem = [(label, r["results"].get("memory_gib"), r["model"]) for r, label in ((osp, "Osprey"), (peer, "transformers"))]
+    mem = [(label, r["results"].get("memory_gib"), r["model"]) for r, label in [(osp, "Osprey"), (peer, "transformers")] + [(r, l) for l, r in extras]]
     if all(m for _, m, _ in mem):
         fig, ax = plt.subplots(figsize=(6, 4))
         xs = range(len(mem))
@@ -199,12 +237,20 @@ def main(argv):
     p.add_argument("osprey")
     p.add_argument("transformers")
     p.add_argument("--out", required=True, help="path without extension: writes OUT.md and OUT-*.png")
+    p.add_argument("--also", action="append", default=[], metavar="LABEL=FILE",
+                   help="another Osprey run (e.g. --dequantize) shown beside the two, in its own table and in the plots")
     args = p.parse_args(argv)
     out = args.out[:-3] if args.out.endswith(".md") else args.out
     osp, peer = load(args.osprey), load(args.transformers)
+    extras = []
+    for item in args.also:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            p.error(f"--also takes LABEL=FILE, got {item!r}")
+        extras.append((label, load(path)))
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    lines = render(osp, peer, os.path.basename(out))
-    pngs = plot(osp, peer, out)
+    lines = render(osp, peer, os.path.basename(out)) + render_also(osp, peer, extras)
+    pngs = plot(osp, peer, out, extras)
     lines += [""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs]
     if not pngs:
         lines.append("(no plots: matplotlib is not importable here)")
