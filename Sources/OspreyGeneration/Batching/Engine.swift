@@ -58,12 +58,8 @@ public final class Engine: @unchecked Sendable {  // shared state is guarded by 
         lock.lock()
         defer { lock.unlock() }
         let id = RequestID(nextID)
-        guard !prompt.isEmpty else { throw BatchError.emptyPrompt(id) }
-        guard generation.maxNewTokens >= 1, generation.minNewTokens >= 0 else {
-            throw BatchError.invalidTokenLimits(id, maxNewTokens: generation.maxNewTokens, minNewTokens: generation.minNewTokens)
-        }
-        let peak = layout.peakBlocks(length: prompt.count + generation.maxNewTokens - 1)
-        guard peak <= pool else { throw BatchError.neverFits(id, blocksNeeded: peak, numBlocks: pool) }
+        try Scheduler.check(BatchRequest(id: id, prompt: prompt, maxNewTokens: generation.maxNewTokens, minNewTokens: generation.minNewTokens),
+                            layout: layout, numBlocks: pool)
         guard !stopping else { throw BatchError.invalidSetting("the engine is shutting down") }
         nextID += 1
         let (stream, continuation) = AsyncThrowingStream<GeneratedToken, Error>.makeStream()

@@ -54,16 +54,23 @@ public struct Scheduler: Sendable {
     /// Queues a request; throws if it is malformed, its id is taken, or it could never fit in the pool.
     public mutating func add(_ request: BatchRequest) throws {
         let id = request.id
+        try Self.check(request, layout: layout, numBlocks: blocks.numBlocks)
+        guard sequences[id] == nil else { throw BatchError.duplicateRequest(id) }
+        sequences[id] = BatchSequence(request, groups: layout.groupCount)
+        waiting.append(id)
+    }
+
+    /// Throws if `request` is malformed or could never fit a pool of `numBlocks` blocks even alone
+    /// (what `add` checks before it queues; the serving engine checks it on the caller's thread).
+    public static func check(_ request: BatchRequest, layout: KVBlockLayout, numBlocks: Int) throws {
+        let id = request.id
         guard !request.prompt.isEmpty else { throw BatchError.emptyPrompt(id) }
         guard request.maxNewTokens >= 1, request.minNewTokens >= 0 else {
             throw BatchError.invalidTokenLimits(id, maxNewTokens: request.maxNewTokens, minNewTokens: request.minNewTokens)
         }
-        guard sequences[id] == nil else { throw BatchError.duplicateRequest(id) }
         // The last sampled token is never fed, so at most prompt + maxNewTokens - 1 positions are cached.
         let peak = layout.peakBlocks(length: request.prompt.count + request.maxNewTokens - 1)
-        guard peak <= blocks.numBlocks else { throw BatchError.neverFits(id, blocksNeeded: peak, numBlocks: blocks.numBlocks) }
-        sequences[id] = BatchSequence(request, groups: layout.groupCount)
-        waiting.append(id)
+        guard peak <= numBlocks else { throw BatchError.neverFits(id, blocksNeeded: peak, numBlocks: numBlocks) }
     }
 
     /// Removes a waiting or running request at once, returning its blocks to the pool; false if unknown.
