@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .target(name: "OspreyCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
@@ -24,8 +26,14 @@ let package = Package(
         .target(name: "OspreyTokenizers"),
         .target(name: "OspreyJinja"),
         .target(name: "OspreyGeneration", dependencies: ["OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyModels", "OspreyTokenizers", "OspreyJinja"]),
+        .target(name: "OspreyServer", dependencies: [
+            "OspreyCore", "OspreyModels", "OspreyTokenizers", "OspreyGeneration",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "osprey", dependencies: [
-            "OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyJinja", "OspreyGeneration",
+            "OspreyCore", "OspreyCPU", "OspreyCUDA", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyTokenizers", "OspreyJinja", "OspreyGeneration", "OspreyServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "tokenizer-throughput", dependencies: ["OspreyTokenizers"],
@@ -40,6 +48,11 @@ let package = Package(
         .testTarget(name: "OspreyTokenizersTests", dependencies: ["OspreyTokenizers"]),
         .testTarget(name: "OspreyJinjaTests", dependencies: ["OspreyJinja"]),
         .testTarget(name: "OspreyCLITests", dependencies: ["OspreyCPU", "OspreyIO", "OspreyQuant", "OspreyModels", "OspreyGeneration", "OspreyTokenizers"]),
+        .testTarget(name: "OspreyServerTests", dependencies: [
+            "OspreyCore", "OspreyModels", "OspreyTokenizers", "OspreyGeneration", "OspreyServer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "OspreyGenerationTests", dependencies: ["OspreyCore", "OspreyCPU", "OspreyModels", "OspreyTokenizers", "OspreyJinja", "OspreyGeneration"]),
     ],
     swiftLanguageModes: [.v6]

@@ -97,7 +97,7 @@ public struct ChatReplyParser {
 
     private mutating func fallBackToText(_ error: any Error) -> [ChatDelta] {
         reply.formatError = reply.formatError ?? "\(error)"
-        var detokenizer = StreamingDetokenizer(tokenizer: format.tokenizer)
+        var detokenizer = StreamingDetokenizer(tokenizer: format.tokenizer, skipSpecialTokens: true)
         let text = pending.map { (try? detokenizer.append(Int($0))) ?? "\u{FFFD}" }.joined()
         pending = []
         mode = .text(detokenizer)

@@ -1,0 +1,192 @@
+// Turning a decoded request into an engine request: the prompt ids, the GenerationConfig and the
+// stop strings, with every limit checked first so a bad request is a 400 naming its `param` and
+// never reaches the engine. Chat messages map to OspreyGeneration's ChatMessage (tool results
+// find their function through `tool_call_id`); tools become ToolSpecs whose schema text keeps the
+// client's property order (harmony renders properties in that order).
+import Foundation
+import OspreyGeneration
+import OspreyTokenizers
+
+/// A request ready for the engine.
+struct GenerationPlan: Sendable {
+    var prompt: [Int32]
+    var config: GenerationConfig
+    /// Matched on the reply text by the handler (the engine knows ids only).
+    var stop: [String]
+    var stream: Bool
+    var includeUsage: Bool
+}
+
+extension ServedModel {
+    /// The plan of a chat request; `body` is the raw JSON (re-read for the tools' schema order).
+    func planChat(_ request: ChatCompletionRequest, body: Data) throws -> GenerationPlan {
+        try checkModel(request.model)
+        guard !request.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
+        let messages = try Self.chatMessages(request.messages)
+        var effort: ReasoningEffort?
+        if let e = request.reasoningEffort {
+            guard let v = ReasoningEffort(rawValue: e) else {
+                throw APIError.invalid("reasoning_effort must be low, medium or high, got \"\(e)\"", param: "reasoning_effort")
+            }
+            effort = v
+        }
+        let tools = try Self.toolSpecs(request, body: body)
+        let prompt: [Int32]
+        do {
+            prompt = try loaded.applyChatTemplate(messages, reasoningEffort: effort, tools: tools)
+        } catch let error as ChatError {
+            throw error  // 400 naming the message (APIError.swift), or the model's lack of a chat format
+        } catch {
+            throw APIError.invalid("the messages could not be rendered: \(error)", param: "messages")
+        }
+        let maxTokens = request.maxCompletionTokens ?? request.maxTokens
+        let param = request.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens"
+        let config = try generationConfig(request, maxTokens: maxTokens, maxTokensParam: param, prompt: prompt,
+                                          promptParam: "messages", base: loaded.chatConfig())
+        return GenerationPlan(prompt: prompt, config: config, stop: try Self.stops(request), stream: request.stream ?? false,
+                              includeUsage: request.streamOptions?.includeUsage ?? false)
+    }
+
+    /// The plan of a text completion.
+    func planCompletion(_ request: CompletionRequest) throws -> GenerationPlan {
+        try checkModel(request.model)
+        _ = try loaded.requireTokenizer()
+        let prompt: [Int32]
+        switch request.prompt {
+        case .text(let text):
+            do { prompt = try loaded.encode(text) } catch {
+                throw APIError.invalid("the prompt could not be encoded: \(error)", param: "prompt")
+            }
+        case .tokens(let ids):
+            let vocab = loaded.model.vocabularySize
+            if let bad = ids.firstIndex(where: { $0 < 0 || $0 >= vocab }) {
+                throw APIError.invalid("prompt[\(bad)] = \(ids[bad]) is not a token id of this model (0..<\(vocab))", param: "prompt")
+            }
+            prompt = ids.map { Int32($0) }
+        }
+        guard !prompt.isEmpty else { throw APIError.invalid("prompt must not be empty", param: "prompt") }
+        if request.echo == true { throw APIError.invalid("echo is not supported", param: "echo") }
+        let config = try generationConfig(request, maxTokens: request.maxTokens ?? 16, maxTokensParam: "max_tokens",
+                                          prompt: prompt, promptParam: "prompt", base: loaded.generationConfig)
+        return GenerationPlan(prompt: prompt, config: config, stop: try Self.stops(request), stream: request.stream ?? false,
+                              includeUsage: request.streamOptions?.includeUsage ?? false)
+    }
+
+    // MARK: - Shared checks
+
+    /// 404 for a model other than the served one, as OpenAI and vLLM answer (no `model` is accepted).
+    private func checkModel(_ model: String?) throws(APIError) {
+        guard let model, model != name else { return }
+        throw APIError(status: .notFound, message: "the model \(model) does not exist; this server serves \(name)",
+                       type: "invalid_request_error", param: "model", code: "model_not_found")
+    }
+
+    private func generationConfig(_ request: some SamplingRequest, maxTokens: Int?, maxTokensParam: String, prompt: [Int32],
+                                  promptParam: String, base: GenerationConfig) throws(APIError) -> GenerationConfig {
+        if let n = request.n, n != 1 { throw APIError.invalid("only n = 1 is supported, got \(n)", param: "n") }
+        let room = maxPositions - prompt.count
+        guard room >= 1 else {
+            throw APIError.invalid("the prompt is \(prompt.count) tokens but the model's context is \(maxPositions)",
+                                   param: promptParam, code: "context_length_exceeded")
+        }
+        var c = base
+        if let m = maxTokens {
+            guard m >= 1 else { throw APIError.invalid("\(maxTokensParam) must be ≥ 1, got \(m)", param: maxTokensParam) }
+            guard m <= room else {
+                throw APIError.invalid("the prompt (\(prompt.count) tokens) plus \(maxTokensParam) (\(m)) exceeds the model's context of \(maxPositions)",
+                                       param: maxTokensParam, code: "context_length_exceeded")
+            }
+            c.maxNewTokens = m
+        } else {
+            c.maxNewTokens = min(options.defaultMaxTokens, room)
+        }
+        c.minNewTokens = min(c.minNewTokens, c.maxNewTokens)
+        if let t = request.temperature {
+            guard t.isFinite, t >= 0, t <= 2 else { throw APIError.invalid("temperature must be in [0, 2], got \(t)", param: "temperature") }
+            c.temperature = Float(t)
+            c.doSample = t > 0
+        }
+        if let p = request.topP {
+            guard p.isFinite, p > 0, p <= 1 else { throw APIError.invalid("top_p must be in (0, 1], got \(p)", param: "top_p") }
+            c.topP = Float(p)
+        }
+        c.seed = request.seed.map { UInt64(bitPattern: $0) } ?? UInt64.random(in: 0...UInt64.max)
+        c.stopStrings = []
+        return c
+    }
+
+    private static func stops(_ request: some SamplingRequest) throws(APIError) -> [String] {
+        let stops = request.stop?.values ?? []
+        guard stops.count <= 16 else { throw APIError.invalid("stop takes at most 16 strings, got \(stops.count)", param: "stop") }
+        guard !stops.contains("") else { throw APIError.invalid("stop strings must not be empty", param: "stop") }
+        return stops
+    }
+
+    // MARK: - Messages and tools
+
+    static func chatMessages(_ messages: [RequestMessage]) throws(APIError) -> [ChatMessage] {
+        var callNames: [String: String] = [:]  // tool_call_id -> function name
+        var out: [ChatMessage] = []
+        for (i, m) in messages.enumerated() {
+            guard let role = ChatRole(rawValue: m.role) else {
+                throw APIError.invalid("messages[\(i)].role must be system, developer, user, assistant or tool, got \"\(m.role)\"",
+                                       param: "messages[\(i)].role")
+            }
+            let text: String
+            switch m.content {
+            case .text(let s)?: text = s
+            case .parts(let parts)?:
+                var joined = ""
+                for (j, part) in parts.enumerated() {
+                    guard part.type == "text", let t = part.text else {
+                        throw APIError.invalid("messages[\(i)].content[\(j)]: only text parts are supported, got type \"\(part.type)\"",
+                                               param: "messages[\(i)].content")
+                    }
+                    joined += t
+                }
+                text = joined
+            case nil:
+                guard role == .assistant else {
+                    throw APIError.invalid("messages[\(i)].content is required for role \(m.role)", param: "messages[\(i)].content")
+                }
+                text = ""
+            }
+            var message = ChatMessage(role: role, content: text, reasoning: m.reasoningContent ?? m.reasoning)
+            if role == .assistant {
+                for call in m.toolCalls ?? [] {
+                    message.toolCalls.append(ToolCall(name: call.function.name, arguments: call.function.arguments))
+                    if let id = call.id { callNames[id] = call.function.name }
+                }
+            }
+            if role == .tool { message.name = m.toolCallId.flatMap { callNames[$0] } ?? m.name }
+            out.append(message)
+        }
+        return out
+    }
+
+    static func toolSpecs(_ request: ChatCompletionRequest, body: Data) throws(APIError) -> [ToolSpec] {
+        let tools = request.tools ?? []
+        for (i, tool) in tools.enumerated() where tool.type != "function" {
+            throw APIError.invalid("tools[\(i)].type must be \"function\", got \"\(tool.type)\"", param: "tools[\(i)].type")
+        }
+        switch request.toolChoice {
+        case nil, .mode("auto")?, .mode("required")?: break
+        case .mode("none")?: return []
+        case .mode(let other)?:
+            throw APIError.invalid("tool_choice must be auto, none, required or a function, got \"\(other)\"", param: "tool_choice")
+        case .function(let name)?:
+            guard tools.contains(where: { $0.function.name == name }) else {
+                throw APIError.invalid("tool_choice names \(name), which is not among tools", param: "tool_choice")
+            }
+        }
+        guard !tools.isEmpty else { return [] }
+        // The schemas as the client wrote them (property order kept), from the raw body.
+        let raw = try? HarmonyJSON.parse(body)
+        let rawTools = raw?["tools"]?.arrayValue ?? []
+        return tools.enumerated().map { i, tool in
+            let schema = i < rawTools.count ? rawTools[i]["function"]?["parameters"] : tool.function.parameters
+            return ToolSpec(name: tool.function.name, description: tool.function.description ?? "",
+                            parameters: schema.flatMap { $0.isNull ? nil : $0.compactText })
+        }
+    }
+}

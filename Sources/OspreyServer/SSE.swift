@@ -1,0 +1,48 @@
+// Server-sent events as OpenAI streams them: each event is `data: <json>\n\n`, the last one
+// `data: [DONE]\n\n`. `SSE.response` wraps a body writer so that however the body ends — done,
+// an engine error (sent as a `data: {"error": ...}` event), or a client that went away (the
+// write throws) — the engine request is cancelled if it was still running, which frees its KV
+// blocks; the admission ticket is held until then.
+import Hummingbird
+import OspreyGeneration
+
+enum SSE {
+    /// One event.
+    static func event(_ json: String) -> ByteBuffer { ByteBuffer(string: "data: \(json)\n\n") }
+
+    static let done = ByteBuffer(string: "data: [DONE]\n\n")
+
+    /// A text/event-stream response whose events `produce` writes; `requestID` is cancelled when it returns or throws.
+    static func response(engine: Engine, requestID: OspreyGeneration.RequestID, ticket: Admission.Ticket,
+                         produce: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        let body = ResponseBody { writer in
+            defer {
+                engine.cancel(requestID)  // a no-op when the request already finished
+                withExtendedLifetime(ticket) {}
+            }
+            try await produce(&writer)
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+}
+
+/// Reads an engine stream, turning its error into a value so the writer can still report it.
+struct TokenReader {
+    private var iterator: AsyncThrowingStream<GeneratedToken, Error>.AsyncIterator
+    /// The engine's error, once one ended the stream.
+    private(set) var error: (any Error)?
+
+    init(_ tokens: AsyncThrowingStream<GeneratedToken, Error>) { iterator = tokens.makeAsyncIterator() }
+
+    /// The next event, or nil at the end (or after an error).
+    mutating func next() async -> GeneratedToken? {
+        do { return try await iterator.next() } catch {
+            self.error = error
+            return nil
+        }
+    }
+}
