@@ -23,7 +23,11 @@ the shape of the answers, never on their words):
     OpenAI error body, 413 (Content-Length and chunked), invalid JSON -> 400, 401 without a key.
   - with --max-queue N: N open streams, then one more request -> 429 rate_limit_error; the places
     come back after the streams hang up.
-  - POST /v1/responses if the server has it (skipped when it answers 404).
+  - POST /v1/responses if the server has it (skipped when it answers 404): responses.create
+    non-streaming (output_text without special tokens, status, usage, incomplete_details) and
+    streaming (created first, completed/incomplete last, sequence numbers, output_text deltas equal
+    the non-streamed output_text), the raw `event: NAME\\ndata: JSON` framing, a function_call /
+    function_call_output round trip as input items, previous_response_id -> 400.
 """
 from __future__ import annotations
 
@@ -501,11 +505,70 @@ class Checker:
         if st == 404:
             raise Skip("POST /v1/responses answers 404: the server has no Responses API")
         expect(st == 200, f"POST /v1/responses -> {st}: {body[:300]!r}")
-        r = self.client.responses.create(model=self.model, input="Hi", max_output_tokens=8)
+        kw = dict(model=self.model, instructions="You are terse.", input=[{"role": "user", "content": "Tell me a story."}],
+                  max_output_tokens=12, temperature=0)
+        r = self.client.responses.create(**kw)
         expect(r.object == "response", f"object = {r.object!r}")
+        expect(isinstance(r.id, str) and r.id.startswith("resp_"), f"id = {r.id!r}")
+        expect(r.model == self.model, f"model = {r.model!r}")
+        expect(r.status in ("completed", "incomplete"), f"status = {r.status!r}")
+        expect(isinstance(r.output_text, str), f"output_text = {r.output_text!r}")
         self.no_special(r.output_text, "output_text")
-        events = list(self.client.responses.create(model=self.model, input="Hi", max_output_tokens=8, stream=True))
-        expect(events and events[-1].type in ("response.completed", "response.incomplete"), f"last event {events[-1] if events else None}")
+        expect(all(item.type in ("reasoning", "message", "function_call") for item in r.output),
+               f"output item types {[item.type for item in r.output]}")
+        u = r.usage
+        expect(u is not None and u.input_tokens > 0 and u.total_tokens == u.input_tokens + u.output_tokens
+               and u.output_tokens <= 12, f"usage {u}")
+        if r.status == "incomplete":
+            expect(r.incomplete_details is not None and r.incomplete_details.reason == "max_output_tokens",
+                   f"incomplete_details = {r.incomplete_details}")
+            expect(u.output_tokens == 12, f"incomplete but output_tokens {u.output_tokens} != 12")
+
+        events = list(self.client.responses.create(**kw, stream=True))
+        types = [e.type for e in events]
+        expect(types[:1] == ["response.created"], f"first events {types[:3]}")
+        expect(types[-1] in ("response.completed", "response.incomplete"), f"last event {types[-1] if types else None}")
+        expect([e.sequence_number for e in events] == list(range(len(events))), "sequence_number is not 0, 1, 2, ...")
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        self.no_special(text, "streamed output_text")
+        expect(text == r.output_text, f"streamed deltas {text!r} != output_text {r.output_text!r} (greedy)")
+        done = [e.text for e in events if e.type == "response.output_text.done"]
+        expect("".join(done) == text, f"output_text.done {done!r} != the deltas {text!r}")
+        final = events[-1].response
+        expect(final.output_text == r.output_text and final.status == r.status, f"final response {final.status} {final.output_text!r}")
+        expect(final.usage.output_tokens == u.output_tokens and final.usage.input_tokens == u.input_tokens,
+               f"streamed usage {final.usage} != {u}")
+        expect(types.count("response.output_item.added") == types.count("response.output_item.done") == len(final.output),
+               f"output_item events {types}")
+
+        # Raw framing: `event: NAME\ndata: {json with the same type}\n\n`.
+        st, h, body = self.post_curl("/v1/responses", {"model": self.model, "input": "Hi", "max_output_tokens": 4, "stream": True})
+        expect(st == 200 and h.get("content-type", "").startswith("text/event-stream"), f"stream -> {st} {h.get('content-type')}")
+        blocks = body.decode().split("\n\n")
+        expect(blocks[-1] == "", f"the stream does not end with a blank line: {body[-80:]!r}")
+        for block in blocks[:-1]:
+            lines = block.split("\n")
+            expect(len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), f"bad event {block!r}")
+            expect(json.loads(lines[1][6:])["type"] == lines[0][7:], f"type != event name in {block!r}")
+
+        # A tool round trip, stateless: the call and its output go back as input items.
+        tools = [{"type": "function", "name": "get_weather", "description": "The weather of a city.",
+                  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+        first = self.client.responses.create(model=self.model, input="Weather in Paris?", tools=tools, max_output_tokens=8, temperature=0)
+        for item in first.output:
+            if item.type == "function_call":
+                expect(item.call_id and item.name and isinstance(item.arguments, str), f"function_call item {item}")
+        follow = self.client.responses.create(model=self.model, tools=tools, max_output_tokens=8, input=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+            {"type": "function_call_output", "call_id": "call_1", "output": '{"sky": "sunny"}'}])
+        expect(follow.status in ("completed", "incomplete"), f"follow-up status {follow.status!r}")
+        self.no_special(follow.output_text, "follow-up output_text")
+
+        # Stateless: previous_response_id is a 400 naming it.
+        self.expect_400("previous_response_id", lambda: self.client.responses.create(
+            model=self.model, input="Hi", previous_response_id=r.id, max_output_tokens=4), param="previous_response_id")
+        return f"{len(events)} events, status {r.status}, {u.output_tokens} tokens"
 
 
 def main() -> int:

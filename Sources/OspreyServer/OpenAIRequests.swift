@@ -1,5 +1,5 @@
-// The request bodies of the OpenAI-compatible API, as clients send them: /v1/chat/completions and
-// /v1/completions. They decode with a plain JSONDecoder (explicit snake_case keys, no strategy, so
+// The request bodies of the OpenAI-compatible API, as clients send them: /v1/chat/completions,
+// /v1/completions and /v1/responses. They decode with a plain JSONDecoder (explicit snake_case keys, no strategy, so
 // the arbitrary JSON of tool schemas keeps its keys); fields this server does not read (`user`,
 // `presence_penalty`, `logprobs`, ...) are ignored. Decoding checks types only: ranges, roles and
 // limits are checked in RequestValidation.swift, which names the offending `param`.
@@ -92,15 +92,23 @@ public enum ToolChoice: Decodable, Sendable, Equatable {
     case mode(String)
     case function(name: String)
 
+    /// Chat's `{"type": "function", "function": {"name": ...}}` or the Responses API's `{"type": "function", "name": ...}`.
     private struct Named: Decodable {
         struct Function: Decodable { var name: String }
         var type: String
-        var function: Function
+        var function: Function?
+        var name: String?
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if let s = try? c.decode(String.self) { self = .mode(s) } else { self = .function(name: try c.decode(Named.self).function.name) }
+        if let s = try? c.decode(String.self) { self = .mode(s); return }
+        let named = try c.decode(Named.self)
+        guard named.type == "function", let name = named.function?.name ?? named.name else {
+            throw DecodingError.typeMismatch(ToolChoice.self, .init(codingPath: decoder.codingPath,
+                debugDescription: "tool_choice must be auto, none, required or {\"type\": \"function\", \"name\": ...}"))
+        }
+        self = .function(name: name)
     }
 }
 
@@ -178,5 +186,75 @@ public struct CompletionRequest: Decodable, SamplingRequest, Equatable {
     enum CodingKeys: String, CodingKey {
         case model, prompt, temperature, seed, stop, n, stream, echo
         case maxTokens = "max_tokens", topP = "top_p", streamOptions = "stream_options"
+    }
+}
+
+// MARK: - /v1/responses
+
+/// `input` of /v1/responses: a user message as text, or a list of input items.
+public enum ResponseInput: Decodable, Sendable, Equatable {
+    case text(String)
+    case items([ResponseInputItem])
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) { self = .text(s) } else { self = .items(try c.decode([ResponseInputItem].self)) }
+    }
+}
+
+/// One input item: a message (`type` "message" or absent), a `function_call`, a
+/// `function_call_output`, or a `reasoning` item of an earlier reply. Which fields an item needs is
+/// checked in ResponsesHandler.swift.
+public struct ResponseInputItem: Decodable, Sendable, Equatable {
+    public var type: String?
+    public var role: String?
+    public var content: MessageContent?
+    public var callId: String?
+    public var name: String?
+    public var arguments: String?
+    public var output: String?
+
+    enum CodingKeys: String, CodingKey {
+        case type, role, content, name, arguments, output, callId = "call_id"
+    }
+}
+
+/// A tool of /v1/responses: `{"type": "function", "name", "description", "parameters"}`.
+public struct ResponseTool: Decodable, Sendable, Equatable {
+    public var type: String
+    public var name: String?
+    public var description: String?
+    public var parameters: HarmonyJSON?
+}
+
+/// `reasoning` of /v1/responses.
+public struct ResponseReasoning: Decodable, Sendable, Equatable {
+    public var effort: String?
+}
+
+/// The body of POST /v1/responses (stateless: `previous_response_id` is refused).
+public struct ResponsesRequest: Decodable, SamplingRequest, Equatable {
+    public var model: String?
+    public var input: ResponseInput
+    public var instructions: String?
+    public var reasoning: ResponseReasoning?
+    public var tools: [ResponseTool]?
+    public var toolChoice: ToolChoice?
+    public var maxOutputTokens: Int?
+    public var temperature: Double?
+    public var topP: Double?
+    public var seed: Int64?
+    public var stream: Bool?
+    public var previousResponseId: String?
+
+    public var maxTokens: Int? { maxOutputTokens }
+    public var stop: StringOrList? { nil }
+    public var n: Int? { nil }
+    public var streamOptions: StreamOptions? { nil }
+
+    enum CodingKeys: String, CodingKey {
+        case model, input, instructions, reasoning, tools, temperature, seed, stream
+        case toolChoice = "tool_choice", maxOutputTokens = "max_output_tokens", topP = "top_p"
+        case previousResponseId = "previous_response_id"
     }
 }

@@ -23,28 +23,45 @@ extension ServedModel {
         try checkModel(request.model)
         guard !request.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
         let messages = try Self.chatMessages(request.messages)
-        var effort: ReasoningEffort?
-        if let e = request.reasoningEffort {
-            guard let v = ReasoningEffort(rawValue: e) else {
-                throw APIError.invalid("reasoning_effort must be low, medium or high, got \"\(e)\"", param: "reasoning_effort")
-            }
-            effort = v
-        }
-        let tools = try Self.toolSpecs(request, body: body)
+        let effort = try Self.reasoningEffort(request.reasoningEffort, param: "reasoning_effort")
+        // The schemas as the client wrote them (property order kept), from the raw body.
+        let rawTools = (try? HarmonyJSON.parse(body))?["tools"]?.arrayValue ?? []
+        let tools = try Self.toolSpecs(request.tools ?? [], choice: request.toolChoice,
+                                       rawSchemas: rawTools.map { $0["function"]?["parameters"] })
+        let maxTokens = request.maxCompletionTokens ?? request.maxTokens
+        let param = request.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens"
+        return try planChatMessages(messages, effort: effort, tools: tools, sampling: request, maxTokens: maxTokens,
+                                    maxTokensParam: param, promptParam: "messages", stop: try Self.stops(request),
+                                    includeUsage: request.streamOptions?.includeUsage ?? false)
+    }
+
+    /// The plan of chat messages, whichever endpoint they came from (chat completions, responses):
+    /// the same chat template / harmony rendering, the same limits.
+    func planChatMessages(_ messages: [ChatMessage], effort: ReasoningEffort?, tools: [ToolSpec], sampling: some SamplingRequest,
+                          maxTokens: Int?, maxTokensParam: String, promptParam: String, stop: [String],
+                          includeUsage: Bool) throws -> GenerationPlan {
         let prompt: [Int32]
         do {
             prompt = try loaded.applyChatTemplate(messages, reasoningEffort: effort, tools: tools)
         } catch let error as ChatError {
-            throw error  // 400 naming the message (APIError.swift), or the model's lack of a chat format
+            // 400 naming the message (APIError.swift), or the model's lack of a chat format
+            if promptParam == "messages" { throw error }
+            throw APIError.invalid(error.description, param: promptParam)
         } catch {
-            throw APIError.invalid("the messages could not be rendered: \(error)", param: "messages")
+            throw APIError.invalid("the \(promptParam) could not be rendered: \(error)", param: promptParam)
         }
-        let maxTokens = request.maxCompletionTokens ?? request.maxTokens
-        let param = request.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens"
-        let config = try generationConfig(request, maxTokens: maxTokens, maxTokensParam: param, prompt: prompt,
-                                          promptParam: "messages", base: loaded.chatConfig())
-        return GenerationPlan(prompt: prompt, config: config, stop: try Self.stops(request), stream: request.stream ?? false,
-                              includeUsage: request.streamOptions?.includeUsage ?? false)
+        let config = try generationConfig(sampling, maxTokens: maxTokens, maxTokensParam: maxTokensParam, prompt: prompt,
+                                          promptParam: promptParam, base: loaded.chatConfig())
+        return GenerationPlan(prompt: prompt, config: config, stop: stop, stream: sampling.stream ?? false,
+                              includeUsage: includeUsage)
+    }
+
+    static func reasoningEffort(_ e: String?, param: String) throws(APIError) -> ReasoningEffort? {
+        guard let e else { return nil }
+        guard let v = ReasoningEffort(rawValue: e) else {
+            throw APIError.invalid("\(param) must be low, medium or high, got \"\(e)\"", param: param)
+        }
+        return v
     }
 
     /// The plan of a text completion.
@@ -75,7 +92,7 @@ extension ServedModel {
     // MARK: - Shared checks
 
     /// 404 for a model other than the served one, as OpenAI and vLLM answer (no `model` is accepted).
-    private func checkModel(_ model: String?) throws(APIError) {
+    func checkModel(_ model: String?) throws(APIError) {
         guard let model, model != name else { return }
         throw APIError(status: .notFound, message: "the model \(model) does not exist; this server serves \(name)",
                        type: "invalid_request_error", param: "model", code: "model_not_found")
@@ -164,12 +181,13 @@ extension ServedModel {
         return out
     }
 
-    static func toolSpecs(_ request: ChatCompletionRequest, body: Data) throws(APIError) -> [ToolSpec] {
-        let tools = request.tools ?? []
+    /// The tools the prompt declares (none for tool_choice "none"); `rawSchemas[i]` is tool i's
+    /// `parameters` as the client wrote it (property order kept), when the raw body had it.
+    static func toolSpecs(_ tools: [ToolDefinition], choice: ToolChoice?, rawSchemas: [HarmonyJSON?]) throws(APIError) -> [ToolSpec] {
         for (i, tool) in tools.enumerated() where tool.type != "function" {
             throw APIError.invalid("tools[\(i)].type must be \"function\", got \"\(tool.type)\"", param: "tools[\(i)].type")
         }
-        switch request.toolChoice {
+        switch choice {
         case nil, .mode("auto")?, .mode("required")?: break
         case .mode("none")?: return []
         case .mode(let other)?:
@@ -179,12 +197,8 @@ extension ServedModel {
                 throw APIError.invalid("tool_choice names \(name), which is not among tools", param: "tool_choice")
             }
         }
-        guard !tools.isEmpty else { return [] }
-        // The schemas as the client wrote them (property order kept), from the raw body.
-        let raw = try? HarmonyJSON.parse(body)
-        let rawTools = raw?["tools"]?.arrayValue ?? []
         return tools.enumerated().map { i, tool in
-            let schema = i < rawTools.count ? rawTools[i]["function"]?["parameters"] : tool.function.parameters
+            let schema = i < rawSchemas.count ? rawSchemas[i] : tool.function.parameters
             return ToolSpec(name: tool.function.name, description: tool.function.description ?? "",
                             parameters: schema.flatMap { $0.isNull ? nil : $0.compactText })
         }

@@ -1,5 +1,5 @@
 // The routes of the OpenAI-compatible API and the middleware in front of them. Adding an endpoint
-// (/v1/responses next) is one line here plus a handler file beside ChatHandler.swift.
+// is one line here plus a handler file beside ChatHandler.swift (ResponsesHandler.swift was the last).
 import Foundation
 import Hummingbird
 
@@ -17,6 +17,7 @@ extension ServedModel {
         router.get("/metrics") { [self] _, _ in metricsResponse() }
         router.post("/v1/chat/completions") { [self] request, _ in try await chatCompletions(request) }
         router.post("/v1/completions") { [self] request, _ in try await completions(request) }
+        router.post("/v1/responses") { [self] request, _ in try await responses(request) }
         return router
     }
 }

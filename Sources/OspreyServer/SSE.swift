@@ -1,5 +1,5 @@
 // Server-sent events as OpenAI streams them: each event is `data: <json>\n\n`, the last one
-// `data: [DONE]\n\n`. `SSE.response` wraps a body writer so that however the body ends — done,
+// `data: [DONE]\n\n` (the Responses API names its events instead: `event: NAME\ndata: <json>\n\n`, no [DONE]). `SSE.response` wraps a body writer so that however the body ends — done,
 // an engine error (sent as a `data: {"error": ...}` event), or a client that went away (the
 // write throws) — the engine request is cancelled if it was still running, which frees its KV
 // blocks; the admission ticket is held until then.
@@ -9,6 +9,9 @@ import OspreyGeneration
 enum SSE {
     /// One event.
     static func event(_ json: String) -> ByteBuffer { ByteBuffer(string: "data: \(json)\n\n") }
+
+    /// One named event (the Responses API's `event: NAME\ndata: <json>\n\n`).
+    static func event(_ name: String, _ json: String) -> ByteBuffer { ByteBuffer(string: "event: \(name)\ndata: \(json)\n\n") }
 
     static let done = ByteBuffer(string: "data: [DONE]\n\n")
 
