@@ -35,6 +35,26 @@ import OspreyServer
         }
     }
 
+    @Test func metricsCountLatenciesOfFinishedRequests() async throws {
+        try await withServed { served in
+            try await withClient(served) { client in
+                let r = try await client.post("/v1/completions", #"{"prompt": [1, 2, 3], "max_tokens": 4, "temperature": 0}"#)
+                #expect(r.status == .ok)
+                // The engine records a request's timings just after its last token is handed over.
+                var text = ""
+                for _ in 0..<200 {
+                    text = try await client.execute(uri: "/metrics", method: .get).text
+                    if text.contains("\nosprey_time_to_first_token_seconds_count 1\n") { break }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                #expect(text.contains("# TYPE osprey_time_to_first_token_seconds histogram\n"))
+                #expect(text.contains("\nosprey_time_to_first_token_seconds_count 1\n"))
+                #expect(text.contains("\nosprey_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1\n"))
+                #expect(text.contains("\nosprey_inter_token_latency_seconds_count 1\n"))
+            }
+        }
+    }
+
     static let chatBody = #"{"model": "tiny", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hello"}]}], "max_tokens": 12, "temperature": 0, "seed": 7, "reasoning_effort": "low"}"#
 
     @Test func chatReplyParsesAndCountsUsage() async throws {
