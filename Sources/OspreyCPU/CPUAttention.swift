@@ -12,6 +12,11 @@ extension CPUBackend {
         guard x.shape.rank == 3, x.shape[2] == 2 * invFreq.count else {
             throw OspreyError.invalidTensor("rope of \(x.shape) with \(invFreq.count) frequencies")
         }
+        return Self.rotate(x, invFreq: invFreq, scaling: scaling) { start + $0 }
+    }
+
+    /// Half-split rotation of x [T, heads, D], row t at `position(t)` (both rope ops).
+    static func rotate(_ x: Tensor, invFreq: [Float], scaling: Float, position: (Int) -> Int) -> Tensor {
         let (T, Hn, D) = (x.shape[0], x.shape[1], x.shape[2])
         let half = D / 2
         let out = Tensor(zeros: x.shape, dtype: .f32)
@@ -19,7 +24,7 @@ extension CPUBackend {
         var cosv = [Float](repeating: 0, count: half), sinv = cosv
         for t in 0..<T {
             for i in 0..<half {
-                let angle = Float(start + t) * invFreq[i]  // f32 product, as the reference computes it
+                let angle = Float(position(t)) * invFreq[i]  // f32 product, as the reference computes it
                 cosv[i] = Float(Foundation.cos(Double(angle))) * scaling
                 sinv[i] = Float(Foundation.sin(Double(angle))) * scaling
             }

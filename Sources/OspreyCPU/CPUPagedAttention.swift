@@ -13,27 +13,8 @@ extension CPUBackend {
         guard x.shape.rank == 3, x.shape[2] == 2 * invFreq.count, positions.dtype == .i32, positions.shape == [x.shape[0]] else {
             throw OspreyError.invalidTensor("rope of \(x.shape) with \(invFreq.count) frequencies at \(positions.dtype) positions \(positions.shape)")
         }
-        let (T, Hn, D) = (x.shape[0], x.shape[1], x.shape[2])
-        let half = D / 2
-        let out = Tensor(zeros: x.shape, dtype: .f32)
-        let (xp, op, pos) = (x.f32Pointer, out.f32Pointer, positions.i32Pointer)
-        var cosv = [Float](repeating: 0, count: half), sinv = cosv
-        for t in 0..<T {
-            for i in 0..<half {
-                let angle = Float(pos[t]) * invFreq[i]  // as rope(start:) computes it
-                cosv[i] = Float(Foundation.cos(Double(angle))) * scaling
-                sinv[i] = Float(Foundation.sin(Double(angle))) * scaling
-            }
-            for h in 0..<Hn {
-                let base = (t * Hn + h) * D
-                for i in 0..<half {
-                    let x1 = xp[base + i], x2 = xp[base + half + i]
-                    op[base + i] = x1 * cosv[i] - x2 * sinv[i]
-                    op[base + half + i] = x2 * cosv[i] + x1 * sinv[i]
-                }
-            }
-        }
-        return out
+        let pos = positions.i32Pointer
+        return Self.rotate(x, invFreq: invFreq, scaling: scaling) { Int(pos[$0]) }
     }
 
     public func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws {

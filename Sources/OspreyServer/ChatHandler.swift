@@ -22,12 +22,7 @@ extension ServedModel {
             defer { withExtendedLifetime(ticket) {} }
             var reply = ChatReplyStream(format: format, stop: plan.stop)
             var reader = TokenReader(tokens)
-            var (generated, finish) = (0, FinishReason?.none)
-            while let event = await reader.next() {
-                if let t = event.token { generated += 1; _ = reply.append(t) }
-                if let f = event.finish { finish = f }
-                if reply.stopped { engine.cancel(id); break }
-            }
+            let (generated, finish) = await reader.drain(cancelling: id, on: engine) { t in _ = reply.append(t); return reply.stopped }
             if let error = reader.error ?? Self.cancellation(finish) { throw Self.engineFailure(error) }
             _ = reply.finish()
             let completion = ChatCompletion(id: responseID, created: created, model: model,
@@ -45,14 +40,9 @@ extension ServedModel {
             try await writer.write(chunk(ChatDeltaBody(role: "assistant", content: "")))
             var reply = ChatReplyStream(format: format, stop: plan.stop)
             var reader = TokenReader(tokens)
-            var (generated, finish) = (0, FinishReason?.none)
-            while let event = await reader.next() {
-                if let t = event.token {
-                    generated += 1
-                    for delta in reply.append(t) { try await writer.write(chunk(delta)) }
-                }
-                if let f = event.finish { finish = f }
-                if reply.stopped { engine.cancel(id); break }
+            let (generated, finish) = try await reader.drain(cancelling: id, on: engine) { t in
+                for delta in reply.append(t) { try await writer.write(chunk(delta)) }
+                return reply.stopped
             }
             if let error = reader.error ?? Self.cancellation(finish) {
                 try await writer.write(SSE.event(Self.engineFailure(error).json))

@@ -20,12 +20,7 @@ extension ServedModel {
             defer { withExtendedLifetime(ticket) {} }
             var reply = TextReplyStream(tokenizer: tokenizer, stop: plan.stop)
             var reader = TokenReader(tokens)
-            var (generated, finish) = (0, FinishReason?.none)
-            while let event = await reader.next() {
-                if let t = event.token { generated += 1; _ = reply.append(t) }
-                if let f = event.finish { finish = f }
-                if reply.stopped { engine.cancel(id); break }
-            }
+            let (generated, finish) = await reader.drain(cancelling: id, on: engine) { t in _ = reply.append(t); return reply.stopped }
             if let error = reader.error ?? Self.cancellation(finish) { throw Self.engineFailure(error) }
             _ = reply.finish()
             return Self.json(APIJSON.encode(TextCompletion(
@@ -42,15 +37,10 @@ extension ServedModel {
             }
             var reply = TextReplyStream(tokenizer: tokenizer, stop: plan.stop)
             var reader = TokenReader(tokens)
-            var (generated, finish) = (0, FinishReason?.none)
-            while let event = await reader.next() {
-                if let t = event.token {
-                    generated += 1
-                    let text = reply.append(t)
-                    if !text.isEmpty { try await writer.write(chunk(text)) }
-                }
-                if let f = event.finish { finish = f }
-                if reply.stopped { engine.cancel(id); break }
+            let (generated, finish) = try await reader.drain(cancelling: id, on: engine) { t in
+                let text = reply.append(t)
+                if !text.isEmpty { try await writer.write(chunk(text)) }
+                return reply.stopped
             }
             if let error = reader.error ?? Self.cancellation(finish) {
                 try await writer.write(SSE.event(Self.engineFailure(error).json))

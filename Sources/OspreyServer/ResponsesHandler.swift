@@ -139,11 +139,9 @@ extension ServedModel {
             var reply = ChatReplyStream(format: format, stop: plan.stop)
             var builder = ResponseOutputBuilder()
             var reader = TokenReader(tokens)
-            var (generated, finish) = (0, FinishReason?.none)
-            while let event = await reader.next() {
-                if let t = event.token { generated += 1; for d in reply.append(t) { _ = builder.add(d) } }
-                if let f = event.finish { finish = f }
-                if reply.stopped { engine.cancel(id); break }
+            let (generated, finish) = await reader.drain(cancelling: id, on: engine) { t in
+                for d in reply.append(t) { _ = builder.add(d) }
+                return reply.stopped
             }
             if let error = reader.error ?? Self.cancellation(finish) { throw Self.engineFailure(error) }
             for d in reply.finish() { _ = builder.add(d) }
@@ -157,18 +155,14 @@ extension ServedModel {
             var events = [builder.event("response.created") { $0.response = base },
                           builder.event("response.in_progress") { $0.response = base }]
             var reply = ChatReplyStream(format: format, stop: plan.stop)
+            for e in events { try await writer.write(SSE.event(e.type, APIJSON.encode(e))) }
+            events = []
             var reader = TokenReader(tokens)
-            var (generated, finish) = (0, FinishReason?.none)
-            while true {
-                for e in events { try await writer.write(SSE.event(e.type, APIJSON.encode(e))) }
-                events = []
-                guard let event = await reader.next() else { break }
-                if let t = event.token {
-                    generated += 1
-                    for d in reply.append(t) { events += builder.add(d) }
+            let (generated, finish) = try await reader.drain(cancelling: id, on: engine) { t in
+                for d in reply.append(t) {
+                    for e in builder.add(d) { try await writer.write(SSE.event(e.type, APIJSON.encode(e))) }
                 }
-                if let f = event.finish { finish = f }
-                if reply.stopped { engine.cancel(id); break }
+                return reply.stopped
             }
             if let error = reader.error ?? Self.cancellation(finish) {
                 let e = Self.engineFailure(error)

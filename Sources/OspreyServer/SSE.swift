@@ -48,4 +48,19 @@ struct TokenReader {
             return nil
         }
     }
+
+    /// Hands every token to `onToken` until the engine ends the request, or `onToken` says the
+    /// reply stopped (a stop string), which cancels request `id` on `engine`. Returns the tokens
+    /// generated and the engine's finish reason; an engine error is left in `error`.
+    mutating func drain(cancelling id: OspreyGeneration.RequestID, on engine: Engine,
+                        _ onToken: (Int32) async throws -> Bool) async rethrows -> (generated: Int, finish: FinishReason?) {
+        var (generated, finish) = (0, FinishReason?.none)
+        while let event = await next() {
+            var stopped = false
+            if let t = event.token { generated += 1; stopped = try await onToken(t) }
+            if let f = event.finish { finish = f }
+            if stopped { engine.cancel(id); break }
+        }
+        return (generated, finish)
+    }
 }
