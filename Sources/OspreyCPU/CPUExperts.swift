@@ -39,6 +39,7 @@ extension CPUBackend {
         let ids = (0..<idTensor.count).map { Int32(idTensor.float(at: $0)) }, weights = weightTensor.floats()
         let E = bank.weights.count
         let twoI = bank.gateUpBias.shape[-1], I = twoI / 2
+        guard !bank.tiledBlocks else { throw OspreyError.invalidTensor("experts: the CPU reads MXFP4 blocks as stored, not tiled") }
         guard ids.count == T * k, weights.count == T * k, bank.downBias.shape[-1] == H else {
             throw OspreyError.invalidTensor("experts: x \(x.shape), \(ids.count) picks for k=\(k), down bias \(bank.downBias.shape)")
         }

@@ -2,7 +2,10 @@
 // a step's keys and values into cache slots, attention over a batch of sequences whose keys sit in
 // fixed-size blocks of a shared cache (found through each sequence's block table), and gathering
 // rows. The attention math is CPUAttention.swift's, key by key in the same order; only where a key
-// is read from differs. Every i32 input is checked here (the oracle throws on a bad table where a
+// is read from differs. The cache may hold f32 or bf16: bf16 keys and values are rounded to
+// nearest even as they are written (`bf16Bits`) and widened to f32, a row at a time, as they are
+// read, so attention over a bf16 cache equals attention over an f32 cache holding the same rounded
+// values bit for bit. Every i32 input is checked here (the oracle throws on a bad table where a
 // GPU kernel can only skip), so a model runner's mistakes surface in the CPU tests.
 import Foundation
 import OspreyCore
@@ -19,9 +22,10 @@ extension CPUBackend {
 
     public func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws {
         guard k.shape.rank == 3, k.shape == v.shape, kCache.shape.rank == 3, kCache.shape == vCache.shape,
-              k.shape.dims.dropFirst() == kCache.shape.dims.dropFirst(), [k, v, kCache, vCache].allSatisfy({ $0.dtype == .f32 }),
+              k.shape.dims.dropFirst() == kCache.shape.dims.dropFirst(), k.dtype == .f32, v.dtype == .f32,
+              kCache.dtype == vCache.dtype, kCache.dtype == .f32 || kCache.dtype == .bf16,
               slots.dtype == .i32, slots.shape == [k.shape[0]] else {
-            throw OspreyError.invalidTensor("writeKV of k \(k.shape), v \(v.shape) into \(kCache.shape) / \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
+            throw OspreyError.invalidTensor("writeKV of k \(k.dtype) \(k.shape), v \(v.dtype) \(v.shape) into \(kCache.dtype) \(kCache.shape) / \(vCache.dtype) \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
         }
         let (T, rows, W) = (k.shape[0], kCache.shape[0], k.count / max(k.shape[0], 1))
         let slot = slots.i32Pointer
@@ -30,8 +34,13 @@ extension CPUBackend {
         }
         for t in 0..<T where slot[t] >= 0 {
             let r = Int(slot[t])
-            (kCache.f32Pointer + r * W).update(from: k.f32Pointer + t * W, count: W)
-            (vCache.f32Pointer + r * W).update(from: v.f32Pointer + t * W, count: W)
+            if kCache.dtype == .bf16 {
+                let (kc, vc) = (kCache.bf16Pointer + r * W, vCache.bf16Pointer + r * W)
+                for i in 0..<W { kc[i] = bf16Bits(k.f32Pointer[t * W + i]); vc[i] = bf16Bits(v.f32Pointer[t * W + i]) }
+            } else {
+                (kCache.f32Pointer + r * W).update(from: k.f32Pointer + t * W, count: W)
+                (vCache.f32Pointer + r * W).update(from: v.f32Pointer + t * W, count: W)
+            }
         }
     }
 
@@ -51,7 +60,8 @@ extension CPUBackend {
 
     public func pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, sinks: Tensor?, layout: PagedLayout, window: Int?, scale: Float) throws -> Tensor {
         guard q.shape.rank == 3, kCache.shape.rank == 3, kCache.shape == vCache.shape, q.shape[2] == kCache.shape[2],
-              kCache.shape[1] > 0, q.shape[1] % kCache.shape[1] == 0, [q, kCache, vCache].allSatisfy({ $0.dtype == .f32 }) else {
+              kCache.shape[1] > 0, q.shape[1] % kCache.shape[1] == 0, q.dtype == .f32, kCache.dtype == vCache.dtype,
+              kCache.dtype == .f32 || kCache.dtype == .bf16 else {
             throw OspreyError.invalidTensor("pagedAttention of q \(q.dtype) \(q.shape) over caches \(kCache.dtype) \(kCache.shape) / \(vCache.shape)")
         }
         let (T, Hq, D) = (q.shape[0], q.shape[1], q.shape[2])
@@ -61,9 +71,19 @@ extension CPUBackend {
         let pages = try HostPages(layout, queries: T, cacheRows: rows, window: window)
         let sink = sinks?.toF32().floats()
         let out = Tensor(zeros: [T, Hq * D], dtype: .f32)
-        let (qp, kp, vp, op) = (q.f32Pointer, kCache.f32Pointer, vCache.f32Pointer, out.f32Pointer)
+        let (qp, op, kp, vp) = (q.f32Pointer, out.f32Pointer, kCache.mutableRaw, vCache.mutableRaw)
+        let widen = kCache.dtype == .bf16
         parallelFor(T * Hq) { pairs in
             var logits = [Float](repeating: 0, count: layout.maxContextLength)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: D)  // a bf16 row widened
+            defer { scratch.deallocate() }
+            // The D values from element r of a cache, as f32: in place, or widened into scratch.
+            func row(_ cache: UnsafeMutableRawPointer, _ r: Int) -> UnsafePointer<Float> {
+                guard widen else { return UnsafePointer(cache.assumingMemoryBound(to: Float.self) + r) }
+                let b = cache.assumingMemoryBound(to: UInt16.self) + r
+                for d in 0..<D { scratch[d] = floatFromBF16(b[d]) }
+                return UnsafePointer(scratch)
+            }
             for pair in pairs {
                 let (t, h) = (pair / Hq, pair % Hq)
                 let kvh = h / group
@@ -71,7 +91,7 @@ extension CPUBackend {
                 let qrow = qp + (t * Hq + h) * D
                 var m = sink?[h] ?? -Float.infinity
                 for j in keys {
-                    logits[j - keys.lowerBound] = dot(qrow, kp + (pages.row(s, j) * Hkv + kvh) * D, D) * scale
+                    logits[j - keys.lowerBound] = dot(qrow, row(kp, (pages.row(s, j) * Hkv + kvh) * D), D) * scale
                     m = max(m, logits[j - keys.lowerBound])
                 }
                 var denom: Float = sink.map { Foundation.exp($0[h] - m) } ?? 0
@@ -79,7 +99,7 @@ extension CPUBackend {
                 for j in keys {
                     let p = Foundation.exp(logits[j - keys.lowerBound] - m)
                     denom += p
-                    let vrow = vp + (pages.row(s, j) * Hkv + kvh) * D
+                    let vrow = row(vp, (pages.row(s, j) * Hkv + kvh) * D)
                     for d in 0..<D { orow[d] += p * vrow[d] }
                 }
                 for d in 0..<D { orow[d] /= denom }
@@ -134,4 +154,5 @@ struct HostPages {
 
 extension Tensor {
     var i32Pointer: UnsafeMutablePointer<Int32> { mutableRaw.assumingMemoryBound(to: Int32.self) }
+    var bf16Pointer: UnsafeMutablePointer<UInt16> { mutableRaw.assumingMemoryBound(to: UInt16.self) }
 }

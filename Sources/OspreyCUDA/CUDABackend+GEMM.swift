@@ -118,16 +118,15 @@ extension CUDABackend {
             switch bank.weights {
             case .mxfp4(let gub, let gus, let db, let ds):
                 let (blocks, scales) = half == .gateUp ? (gub, gus) : (db, ds)
-                let n = m * k / 32  // 32-value blocks per expert
                 if expanded == nil {
                     let all = E * m * k * 2 <= Self.expandAllLimit
                     expanded = (try workspace([all ? E * m : m, k], .bf16), all)
-                    if all { try expand(blocks, scales, from: 0, blocks: E * n, into: expanded!.tensor) }
+                    if all { try expand(blocks, scales, tiled: bank.tiledBlocks, experts: 0..<E, into: expanded!.tensor) }
                 }
                 if expanded!.all {
                     w = ptr(expanded!.tensor) + CUdeviceptr(e * m * k * 2)
                 } else {
-                    try expand(blocks, scales, from: e * n, blocks: n, into: expanded!.tensor)
+                    try expand(blocks, scales, tiled: bank.tiledBlocks, experts: e..<(e + 1), into: expanded!.tensor)
                     w = ptr(expanded!.tensor)
                 }
             case .dense(let gu, let dn):
@@ -141,12 +140,14 @@ extension CUDABackend {
     /// Scratch bytes up to which a layer's experts are all expanded at once.
     static let expandAllLimit = 2 << 30
 
-    /// bf16 expansion of `count` MXFP4 blocks starting at block `first` into `out`.
-    private func expand(_ blocks: Tensor, _ scales: Tensor, from first: Int, blocks count: Int, into out: Tensor) throws {
-        let words = count * 4  // packed 4-byte words
+    /// bf16 expansion of the MXFP4 blocks [E, R, nb, 16] of `experts` into `out` [experts, R, nb * 32]; `blocks` as stored or tiled.
+    private func expand(_ blocks: Tensor, _ scales: Tensor, tiled: Bool, experts: Range<Int>, into out: Tensor) throws {
+        let (R, nb) = (blocks.shape[1], blocks.shape[2])
+        let perExpert = tiled ? MXFP4Tiling(experts: 1, rows: R, blocksPerRow: nb).byteCount / MXFP4.bytesPerBlock : R * nb
+        let words = experts.count * perExpert * 4  // packed 4-byte words read
         try context.launch("MoEPrefill", "mxfp4_to_bf16", grid: (min((words + 255) / 256, 65535), 1, 1), block: 256, [
-            .pointer(ptr(blocks) + CUdeviceptr(first * 16)), .pointer(ptr(scales) + CUdeviceptr(first)),
-            .pointer(ptr(out)), .int64(Int64(words)),
+            .pointer(ptr(blocks)), .int(tiled ? 1 : 0), .pointer(ptr(scales)), .pointer(ptr(out)),
+            .int(Int32(experts.lowerBound)), .int(Int32(experts.count)), .int(Int32(R)), .int(Int32(nb)),
         ])
     }
 }

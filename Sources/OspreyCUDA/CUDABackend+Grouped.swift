@@ -52,6 +52,12 @@ private final class GroupedSettings: @unchecked Sendable {  // mutable state beh
     }
 }
 
+extension CUDAContext {
+    /// Whether the grouped GEMM kernels ask for the largest shared-memory carveout (their ~44 KB
+    /// CTAs: 5 per SM with it); OSPREY_GROUPED_CARVEOUT=0 leaves the driver's choice.
+    var groupedCarveout: Bool { ProcessInfo.processInfo.environment["OSPREY_GROUPED_CARVEOUT"] != "0" }
+}
+
 extension CUDABackend {
     /// Weight rows per CTA of the grouped GEMM (GM_ROWS in moe_grouped.cu).
     static let groupedRows = 128
@@ -108,11 +114,13 @@ extension CUDABackend {
         // gate_up: R = 2I rows over K = H inputs, h = SwiGLU(xs · Wᵀ + b) in bf16.
         try context.launch("MoEGrouped", wide ? "moe_mxfp4_mma64_gate_up" : mma ? "moe_mxfp4_mma_gate_up" : "moe_mxfp4_fma_gate_up",
                            grid: groupedGrid(tiles: maxTiles, rows: 2 * I), block: 128, sharedBytes: Self.groupedShared(pairs: tile, inputs: H),
+                           maxSharedMemory: context.groupedCarveout,
                            try groupedArguments(input: xs, tiles: tiles, order: order, blocks: gub, scales: gus, bias: bank.gateUpBias,
                                                 output: h, rows: 2 * I, inputs: H, bank: bank))
         // down: R = H rows over K = I inputs, y[pick] = h · Wᵀ + b in f32.
         try context.launch("MoEGrouped", wide ? "moe_mxfp4_mma64_down" : mma ? "moe_mxfp4_mma_down" : "moe_mxfp4_fma_down",
                            grid: groupedGrid(tiles: maxTiles, rows: H), block: 128, sharedBytes: Self.groupedShared(pairs: tile, inputs: I),
+                           maxSharedMemory: context.groupedCarveout,
                            try groupedArguments(input: h, tiles: tiles, order: order, blocks: db, scales: ds, bias: bank.downBias,
                                                 output: y, rows: H, inputs: I, bank: bank))
         try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
@@ -128,7 +136,7 @@ extension CUDABackend {
 
     private func groupedArguments(input: Tensor, tiles: Tensor, order: Tensor, blocks: Tensor, scales: Tensor, bias: Tensor,
                                   output: Tensor, rows: Int, inputs: Int, bank: ExpertBank) throws -> [KernelArgument] {
-        [.pointer(ptr(input)), .pointer(ptr(tiles)), .pointer(ptr(order)), .pointer(ptr(blocks)), .pointer(ptr(scales)),
+        [.pointer(ptr(input)), .pointer(ptr(tiles)), .pointer(ptr(order)), .pointer(ptr(blocks)), .int(bank.tiledBlocks ? 1 : 0), .pointer(ptr(scales)),
          .pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(output)), .int(Int32(rows)), .int(Int32(inputs)),
          .float(bank.swigluLimit), .float(bank.alpha)]
     }

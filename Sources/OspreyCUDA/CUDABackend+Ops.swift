@@ -39,6 +39,16 @@ extension CUDABackend {
         try context.launch("Sampling", "argmax", grid: (T, 1, 1), block: 1024, [.pointer(ptr(logits)), .int(Int32(V)), .pointer(ptr(out))])
     }
 
+    public func sample(_ logits: Tensor, parameters: Tensor, into out: Tensor) throws {
+        for t in [logits, parameters, out] { try requireDevice(t, "sample") }
+        let V = logits.shape[-1], T = logits.count / max(V, 1)
+        guard V > 0, logits.dtype == .f32, parameters.dtype == .i32, parameters.count == 3 * T, out.dtype == .i32, out.count == T else {
+            throw OspreyError.invalidTensor("sample of \(logits.shape) \(logits.dtype) with parameters \(parameters.shape) into \(out.shape) \(out.dtype)")
+        }
+        try context.launch("Sampling", "sample_gumbel", grid: (T, 1, 1), block: 1024,
+                           [.pointer(ptr(logits)), .int(Int32(V)), .pointer(ptr(parameters)), .pointer(ptr(out))])
+    }
+
     public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor {
         try requireDevice(a, "add"); try requireDevice(b, "add")
         guard a.shape == b.shape, a.dtype == .f32, b.dtype == .f32 else { throw OspreyError.invalidTensor("add of \(a.shape) and \(b.shape)") }
@@ -140,7 +150,7 @@ extension CUDABackend {
             n.append(.int(Int32(l?.weight.shape[0] ?? 0)))
         }
         let rows = layers.reduce(0) { $0 + $1.weight.shape[0] }
-        try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((rows + 3) / 4, 1, 1), block: 128, sharedBytes: T * I * 4,
+        try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((rows + 3) / 4, 1, 1), block: 128, sharedBytes: T * I * 4, early: true,
                            [.pointer(ptr(x))] + w + b + [bdt] + o + n + [.int(Int32(T)), .int(Int32(I))])
         return outs
     }
@@ -245,11 +255,11 @@ extension CUDABackend {
                                [.pointer(ptr(ids)), .int(Int32(P)), .int(Int32(E)), .pointer(ptr(order))])
         }
         let gu = try workspace([P, twoI]), h = try workspace([P, I]), y = try workspace([P, H]), out = try workspace([T, H])
-        try matvec(input: x, div: k, ids: ids, order: order, pairs: P, weights: gateUp, bias: bank.gateUpBias, out: gu, rows: twoI, cols: H)
+        try matvec(input: x, div: k, ids: ids, order: order, pairs: P, weights: gateUp, tiled: bank.tiledBlocks, bias: bank.gateUpBias, out: gu, rows: twoI, cols: H)
         try context.launch("MoE", "moe_swiglu", grid: (min((P * I + 255) / 256, 65535), 1, 1), block: 256, [
             .pointer(ptr(gu)), .pointer(ptr(h)), .int64(Int64(P * I)), .float(bank.swigluLimit), .float(bank.alpha),
         ])
-        try matvec(input: h, div: 1, ids: ids, order: order, pairs: P, weights: down, bias: bank.downBias, out: y, rows: H, cols: I)
+        try matvec(input: h, div: 1, ids: ids, order: order, pairs: P, weights: down, tiled: bank.tiledBlocks, bias: bank.downBias, out: y, rows: H, cols: I)
         try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
             .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
         ])
@@ -262,7 +272,7 @@ extension CUDABackend {
     private func expertsMXFP4Decode(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, T: Int, k: Int, H: Int, I: Int,
                                     gateUp: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr),
                                     down: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr)) throws -> Tensor {
-        let P = T * k, warps = 8
+        let P = T * k, warps = 8, tiled = KernelArgument.int(bank.tiledBlocks ? 1 : 0)
         let gu = try workspace([P, 2 * I]), y = try workspace([P, H]), out = try workspace([T, H])
         if context.int8DecodeActivations {
             // Inputs quantized to int8 per 32 values (the SwiGLU applied on the way for down), dp4a kernels.
@@ -275,7 +285,7 @@ extension CUDABackend {
                 ])
                 let groups = (rows + 3) / 4, chunks = (cols / 32 + 31) / 32
                 try context.launch("MoEDecode", "moe_mxfp4_q8_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
-                    .pointer(ptr(q)), .pointer(ptr(d)), .int(Int32(div)), .pointer(ptr(ids)), .pointer(w.2), .pointer(w.3),
+                    .pointer(ptr(q)), .pointer(ptr(d)), .int(Int32(div)), .pointer(ptr(ids)), .pointer(w.2), tiled, .pointer(w.3),
                     .pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(o)), .int(Int32(rows)), .int(Int32(cols)),
                 ])
             }
@@ -290,7 +300,7 @@ extension CUDABackend {
             guard chunks <= 4 else { throw OspreyError.invalidTensor("MXFP4 expert rows of \(cols) inputs: the decode kernel takes at most 4,096") }
             try context.launch("MoEDecode", "moe_mxfp4_rows_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
                 .pointer(ptr(input)), .int(Int32(div)), .int(Int32(swiglu)), .float(bank.swigluLimit), .float(bank.alpha),
-                .pointer(ptr(ids)), .pointer(w.2), .pointer(w.3), .pointer(ptr(bias)), try code(bias, "experts"),
+                .pointer(ptr(ids)), .pointer(w.2), tiled, .pointer(w.3), .pointer(ptr(bias)), try code(bias, "experts"),
                 .pointer(ptr(o)), .int(Int32(rows)), .int(Int32(cols)),
             ])
         }
@@ -307,19 +317,19 @@ extension CUDABackend {
     /// Decode-sized batches use one warp per 4 rows of one pair (input held in registers); larger
     /// ones one warp per row over tiles of 8 pairs sorted by expert (each weight row read once per tile).
     private func matvec(input: Tensor, div: Int, ids: Tensor, order: Tensor, pairs P: Int,
-                        weights w: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr), bias: Tensor,
+                        weights w: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr), tiled: Bool, bias: Tensor,
                         out: Tensor, rows: Int, cols: Int) throws {
         let warps = 8
         let biasArgs: [KernelArgument] = [.pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(out)), .int(Int32(rows)), .int(Int32(cols))]
         if Self.usesRowsPath(pairs: P, cols: cols) {
             let groups = (rows + 3) / 4
             try context.launch("MoE", "moe_matvec_rows4", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps,
-                               [.pointer(ptr(input)), .int(Int32(div)), .pointer(ptr(ids)), w.0, w.1, .pointer(w.2), .pointer(w.3)] + biasArgs)
+                               [.pointer(ptr(input)), .int(Int32(div)), .pointer(ptr(ids)), w.0, w.1, .pointer(w.2), .int(tiled ? 1 : 0), .pointer(w.3)] + biasArgs)
         } else {
             let tile = 8
             try context.launch("MoE", "moe_matvec", grid: ((rows + warps - 1) / warps, (P + tile - 1) / tile, 1), block: 32 * warps,
                                [.pointer(ptr(input)), .int(Int32(div)), .pointer(ptr(ids)), .pointer(ptr(order)), .int(Int32(P)), .int(Int32(tile)),
-                                w.0, w.1, .pointer(w.2), .pointer(w.3)] + biasArgs)
+                                w.0, w.1, .pointer(w.2), .int(tiled ? 1 : 0), .pointer(w.3)] + biasArgs)
         }
     }
 }

@@ -2,7 +2,8 @@
 // paged_rows, paged_prefill, paged_merge), rope_positions in rope.cu, and gatherRows on the
 // embedding gather of elementwise.cu. The i32 metadata never leaves the device: grids are sized
 // from the layout's host values (upper bounds), and blocks with nothing to do return at once, so
-// no launch here synchronises with the host or allocates beyond the step workspace.
+// no launch here synchronises with the host or allocates beyond the step workspace. The cache is
+// f32 or bf16; each cache kernel is picked by its dtype (the _bf16 variants for bf16).
 import OspreyCore
 
 extension CUDABackend {
@@ -52,15 +53,16 @@ extension CUDABackend {
     public func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws {
         for t in [k, v, kCache, vCache, slots] { try requireDevice(t, "writeKV") }
         guard k.shape.rank == 3, k.shape == v.shape, kCache.shape.rank == 3, kCache.shape == vCache.shape,
-              k.shape.dims.dropFirst() == kCache.shape.dims.dropFirst(), [k, v, kCache, vCache].allSatisfy({ $0.dtype == .f32 }),
+              k.shape.dims.dropFirst() == kCache.shape.dims.dropFirst(), k.dtype == .f32, v.dtype == .f32,
+              kCache.dtype == vCache.dtype, let kv = Self.cacheSuffix(kCache.dtype),
               slots.dtype == .i32, slots.shape == [k.shape[0]] else {
-            throw OspreyError.invalidTensor("writeKV of k \(k.shape), v \(v.shape) into \(kCache.shape) / \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
+            throw OspreyError.invalidTensor("writeKV of k \(k.dtype) \(k.shape), v \(v.dtype) \(v.shape) into \(kCache.dtype) \(kCache.shape) / \(vCache.dtype) \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
         }
         let (T, W, rows) = (k.shape[0], k.shape[1] * k.shape[2], kCache.shape[0])
         guard T > 0, W > 0 else { return }
         let vec = W % 4 == 0 && [k, v, kCache, vCache].allSatisfy { ptr($0) % 16 == 0 }
         let threads = T * (vec ? W / 4 : W)
-        try context.launch("PagedAttention", vec ? "write_kv4" : "write_kv", grid: (min((threads + 255) / 256, 1 << 20), 1, 1), block: 256, [
+        try context.launch("PagedAttention", (vec ? "write_kv4" : "write_kv") + kv, grid: (min((threads + 255) / 256, 1 << 20), 1, 1), block: 256, [
             .pointer(ptr(k)), .pointer(ptr(v)), .pointer(ptr(kCache)), .pointer(ptr(vCache)), .pointer(ptr(slots)),
             .int(Int32(T)), .int(Int32(vec ? W / 4 : W)), .int(Int32(rows)),
         ])
@@ -71,7 +73,7 @@ extension CUDABackend {
         try layout.validate()
         guard q.shape.rank == 3, kCache.shape.rank == 3, kCache.shape == vCache.shape, q.shape[2] == kCache.shape[2],
               kCache.shape[1] > 0, q.shape[1] % kCache.shape[1] == 0, (1...256).contains(q.shape[2]),
-              [q, kCache, vCache].allSatisfy({ $0.dtype == .f32 }) else {
+              q.dtype == .f32, kCache.dtype == vCache.dtype, let kv = Self.cacheSuffix(kCache.dtype) else {
             throw OspreyError.invalidTensor("pagedAttention of q \(q.dtype) \(q.shape) over caches \(kCache.dtype) \(kCache.shape) / \(vCache.shape) (head size 1...256)")
         }
         let (T, Hq, D) = (q.shape[0], q.shape[1], q.shape[2])
@@ -105,7 +107,7 @@ extension CUDABackend {
             .int(Int32(layout.maxBlocks)), .int(Int32(layout.blockSize)), .int(Int32(rows)),
             .int(Int32(Hq)), .int(Int32(Hkv)), .int(Int32(window ?? 0)), .float(scale), .int(Int32(limit)),
         ]
-        try context.launch("PagedAttention", "paged_rows_d\(dc)_h\(hb)", grid: (min(layout.maxQueryLength, limit), groups * splits, S), block: 128,
+        try context.launch("PagedAttention", "paged_rows_d\(dc)_h\(hb)\(kv)", grid: (min(layout.maxQueryLength, limit), groups * splits, S), block: 128,
                            common + [.int(Int32(D)), .int(Int32(splits)), .pointer(ptr(pm)), .pointer(ptr(pl)), .pointer(ptr(pacc))])
         if splits > 1 {
             try context.launch("PagedAttention", "paged_merge", grid: (T * Hq, 1, 1), block: max(32, min(256, (D + 31) / 32 * 32)), [
@@ -114,8 +116,17 @@ extension CUDABackend {
             ])
         }
         if prefill {
-            try context.launch("PagedAttention", "paged_prefill_d\(D)", grid: ((layout.maxQueryLength + 127) / 128, Hq, S), block: 128, common)
+            try context.launch("PagedAttention", "paged_prefill_d\(D)\(kv)", grid: ((layout.maxQueryLength + 127) / 128, Hq, S), block: 128, common)
         }
         return out
+    }
+
+    /// The kernel-name suffix of a cache dtype (paged_attention.cu), or nil for one it cannot hold.
+    static func cacheSuffix(_ dtype: DType) -> String? {
+        switch dtype {
+        case .f32: ""
+        case .bf16: "_bf16"
+        default: nil
+        }
     }
 }

@@ -30,6 +30,34 @@ public struct CUDABackend: Backend {
         return deviceTensor(p, owner, tensor.shape, tensor.dtype)
     }
 
+    /// Whether MXFP4 expert blocks are loaded tiled (OSPREY_MXFP4_TILED=0: as stored).
+    var tilesExpertBlocks: Bool { ProcessInfo.processInfo.environment["OSPREY_MXFP4_TILED"] != "0" }
+
+    /// MXFP4 expert blocks in `MXFP4Tiling`'s layout, converted while they pass through the pinned
+    /// staging slots (no extra copy; the tensor keeps its stored shape, padding sits past it).
+    public func uploadExpertBlocks(_ blocks: Tensor) throws -> (blocks: Tensor, tiled: Bool) {
+        guard tilesExpertBlocks, blocks.device == .cpu, blocks.dtype == .u8, blocks.shape.rank == 4, blocks.shape[3] == MXFP4.bytesPerBlock else {
+            return (try upload(blocks), false)
+        }
+        let tiling = MXFP4Tiling(experts: blocks.shape[0], rows: blocks.shape[1], blocksPerRow: blocks.shape[2])
+        let (p, owner) = try context.allocateWeight(bytes: tiling.byteCount)
+        // Read-only for the copy's duration (the caller keeps `blocks` alive); the pieces write disjoint bytes.
+        nonisolated(unsafe) let source = blocks.raw
+        try context.copyToDevice(p, bytes: tiling.byteCount) { destination, range in
+            // Whole 16-byte blocks per piece (the pinned slots are multiples of 16 bytes), in parallel.
+            let first = range.lowerBound / MXFP4.bytesPerBlock, count = range.count / MXFP4.bytesPerBlock
+            let pieces = min(max(count / 65_536, 1), ProcessInfo.processInfo.activeProcessorCount)
+            let per = (count + pieces - 1) / pieces
+            nonisolated(unsafe) let destination = destination
+            DispatchQueue.concurrentPerform(iterations: pieces) { i in
+                let lo = i * per, hi = min(count, lo + per)
+                guard lo < hi else { return }
+                tiling.fill(destination + lo * MXFP4.bytesPerBlock, positions: (first + lo)..<(first + hi), from: source)
+            }
+        }
+        return (deviceTensor(p, owner, blocks.shape, blocks.dtype), true)
+    }
+
     public func keepOnly(_ tensors: [Tensor]) throws -> [Tensor] {
         // Decode steps stay under the threshold: return before building anything.
         guard context.workspaceInUse >= CUDAContext.compactionThreshold, tensors.allSatisfy({ $0.device == device }),

@@ -40,11 +40,17 @@ extension CUDAContext {
     /// pinned slots: the host fills one slot while the DMA engine drains another. Returns when the
     /// source may be released (everything is in pinned memory or on the device).
     func copyToDevice(_ destination: CUdeviceptr, from source: UnsafeRawPointer, bytes: Int) throws {
+        try copyToDevice(destination, bytes: bytes) { $0.copyMemory(from: source + $1.lowerBound, byteCount: $1.count) }
+    }
+
+    /// Copies `bytes` to `destination` through the pinned slots, `fill(slot, range)` writing the
+    /// bytes `range` of the destination into each slot (a conversion on the way costs no extra copy).
+    func copyToDevice(_ destination: CUdeviceptr, bytes: Int, fill: (UnsafeMutableRawPointer, Range<Int>) throws -> Void) throws {
         var done = 0
         while done < bytes {
             let n = min(Self.pinnedSlotBytes, bytes - done)
             let slot = try takePinnedSlot()
-            slot.host.copyMemory(from: source + done, byteCount: n)
+            try fill(slot.host, done..<(done + n))
             try driver.check(driver.cuMemcpyHtoDAsync(destination + CUdeviceptr(done), slot.host, n, stream), "cuMemcpyHtoDAsync_v2")
             try driver.check(driver.cuEventRecord(slot.event, stream), "cuEventRecord")
             done += n
@@ -96,6 +102,7 @@ extension CUDAContext {
         }
         let fresh = try Arena(context: self, bytes: max(bytes, 64 << 20, 2 * (workspace.last?.capacity ?? 0)))
         workspace.append(fresh)
+        workspaceGeneration += 1
         currentChunk = workspace.count - 1
         return (fresh.take(bytes)!, fresh)
     }
@@ -106,6 +113,7 @@ extension CUDAContext {
         workspaceHighWater = max(workspaceHighWater, used)
         if workspace.count > 1 {
             workspace = [try Arena(context: self, bytes: workspace.reduce(0) { $0 + $1.capacity })]
+            workspaceGeneration += 1
         }
         workspace.first?.reset()
         currentChunk = 0

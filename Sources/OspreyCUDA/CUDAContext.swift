@@ -15,6 +15,8 @@ public struct CUDAStats: Sendable, Equatable {
     public var hostSynchronizations = 0
     public var kernelCompilations = 0
     public var kernelLaunches = 0
+    /// Recorded graphs replayed (each replaces all the launches it recorded).
+    public var graphLaunches = 0
     /// Waits for an earlier step's result (a token) while later work is already queued.
     public var eventWaits = 0
 }
@@ -35,9 +37,12 @@ public final class CUDAContext: @unchecked Sendable {
     private let compiler: KernelCompiler
     private var modules: [String: OpaquePointer] = [:]     // source name -> CUmodule
     private var functions: [String: OpaquePointer] = [:]   // "layer/function" -> CUfunction
+    private var carvedOut: Set<String> = []                // functions given the largest shared-memory carveout
     var weights: Arena?
     var workspace: [Arena] = []
     var workspaceHighWater = 0
+    /// Changes whenever the workspace's allocations are replaced (recorded graphs hold its addresses).
+    var workspaceGeneration = 0
     var currentChunk = 0
     var blas: (lt: CUBLASLt, handle: OpaquePointer?, workspace: Arena)?
     var blasFailure: CUDAError?
@@ -48,6 +53,10 @@ public final class CUDAContext: @unchecked Sendable {
     /// Decode-sized MXFP4 expert matvecs quantize their inputs to int8 per 32 values and use dp4a
     /// (as llama.cpp does; ~4x fewer instructions, relative error ~1e-3). Off: f32 inputs, exact.
     public var int8DecodeActivations = true
+    /// Kernels that wait for their inputs themselves (`launch(early: true)`) are launched with
+    /// programmatic dependent launch (Hopper+): they start, and fetch their weights, while the
+    /// kernel before them finishes. On with compute capability 9+ unless OSPREY_PDL=0.
+    public var earlyLaunches = false
     /// When set, every launch is timed with a pair of events (and waited for: slow, for breakdowns
     /// only) and the GPU time summed per kernel name into `profile`.
     public var profileKernels = false
@@ -91,6 +100,7 @@ public final class CUDAContext: @unchecked Sendable {
         let arch = "sm_\(major)\(minor)" + (major >= 9 ? "a" : "")
         compiler = KernelCompiler(nvrtc: try NVRTC.shared(), architecture: arch, driverVersion: Int(driverVersion))
         registry = try KernelRegistry.builtIn()
+        earlyLaunches = major >= 9 && ProcessInfo.processInfo.environment["OSPREY_PDL"] == "1"
     }
 
     /// Makes this context current on the calling thread (the driver's current context is per thread).
@@ -130,13 +140,24 @@ public final class CUDAContext: @unchecked Sendable {
     }
 
     /// Launches `function` of `layer` on the stream with `arguments` (each a KernelArgument).
-    func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0,
-                _ arguments: [KernelArgument]) throws {
+    /// `early`: the kernel calls `pdl_wait()` (common.cuh) before it touches anything an earlier
+    /// kernel writes or reads, so it may start while the kernel before it finishes (programmatic
+    /// dependent launch, Hopper and later; see `earlyLaunches`).
+    /// `maxSharedMemory`: ask for the SM's largest shared-memory carveout for this kernel (set once
+    /// per function), so that as many of its CTAs fit an SM as their shared memory allows.
+    func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0, early: Bool = false,
+                maxSharedMemory: Bool = false, _ arguments: [KernelArgument]) throws {
         let f = try self.function(layer: layer, function)
-        if profileKernels {
-            return try timed(function) { try self.launchNow(f, function, grid: grid, block: block, sharedBytes: sharedBytes, arguments) }
+        if maxSharedMemory && !carvedOut.contains(function) {
+            // CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT (9): percent of the unified L1/shared memory.
+            try driver.check(driver.cuFuncSetAttribute(f, 9, 100), "cuFuncSetAttribute(\(function), carveout)")
+            carvedOut.insert(function)
         }
-        try launchNow(f, function, grid: grid, block: block, sharedBytes: sharedBytes, arguments)
+        let early = early && earlyLaunches
+        if profileKernels {
+            return try timed(function) { try self.launchNow(f, function, grid: grid, block: block, sharedBytes: sharedBytes, early: early, arguments) }
+        }
+        try launchNow(f, function, grid: grid, block: block, sharedBytes: sharedBytes, early: early, arguments)
     }
 
     /// Runs `body` between two events, waits, and adds the GPU time to `profile[name]`.
@@ -159,7 +180,7 @@ public final class CUDAContext: @unchecked Sendable {
     }
 
     private func launchNow(_ f: OpaquePointer, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int,
-                           _ arguments: [KernelArgument]) throws {
+                           early: Bool, _ arguments: [KernelArgument]) throws {
         // Each argument's bytes in an 8-byte slot; kernelParams points at each slot (stack memory).
         stats.kernelLaunches += 1
         let n = arguments.count
@@ -169,8 +190,27 @@ public final class CUDAContext: @unchecked Sendable {
                     slots[i] = arguments[i].bits
                     params[i] = UnsafeMutableRawPointer(slots.baseAddress! + i)
                 }
-                return driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
-                                             UInt32(sharedBytes), stream, params.baseAddress, nil)
+                guard early else {
+                    return driver.cuLaunchKernel(f, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), 1, 1,
+                                                 UInt32(sharedBytes), stream, params.baseAddress, nil)
+                }
+                // CUlaunchConfig (56 bytes: grid and block dims, shared bytes, stream at 32, attrs at 40,
+                // numAttrs at 48) with one CUlaunchAttribute (72 bytes: id, 4 bytes of padding, a 64-byte
+                // value): PROGRAMMATIC_STREAM_SERIALIZATION (6) = 1.
+                return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 9 + 7) { words in
+                    let raw = UnsafeMutableRawPointer(words.baseAddress!)
+                    raw.initializeMemory(as: UInt8.self, repeating: 0, count: 16 * 8)
+                    let attribute = raw + 56
+                    attribute.storeBytes(of: UInt32(6), toByteOffset: 0, as: UInt32.self)
+                    attribute.storeBytes(of: Int32(1), toByteOffset: 8, as: Int32.self)
+                    for (i, v) in [grid.0, grid.1, grid.2, block, 1, 1, sharedBytes].enumerated() {
+                        raw.storeBytes(of: UInt32(v), toByteOffset: 4 * i, as: UInt32.self)
+                    }
+                    raw.storeBytes(of: UInt(bitPattern: stream.map { Int(bitPattern: UnsafeRawPointer($0)) } ?? 0), toByteOffset: 32, as: UInt.self)
+                    raw.storeBytes(of: UInt(bitPattern: Int(bitPattern: attribute)), toByteOffset: 40, as: UInt.self)
+                    raw.storeBytes(of: UInt32(1), toByteOffset: 48, as: UInt32.self)
+                    return driver.cuLaunchKernelEx(UnsafeRawPointer(raw), f, params.baseAddress, nil)
+                }
             }
         }
         if status != 0 { try driver.check(status, "cuLaunchKernel(\(function))") }

@@ -39,6 +39,16 @@ struct Driver: @unchecked Sendable {  // immutable table of C function pointers
     let cuLaunchKernel: @convention(c) (OpaquePointer?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, OpaquePointer?,
                                         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
     let cuGetErrorString: @convention(c) (CUresult, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> CUresult
+    // CUDA graphs (stream capture): CUstream, CUstreamCaptureMode / CUgraph / CUgraphExec.
+    let cuStreamBeginCapture: @convention(c) (OpaquePointer?, Int32) -> CUresult
+    let cuStreamEndCapture: @convention(c) (OpaquePointer?, UnsafeMutablePointer<OpaquePointer?>) -> CUresult
+    let cuGraphInstantiateWithFlags: @convention(c) (UnsafeMutablePointer<OpaquePointer?>, OpaquePointer?, UInt64) -> CUresult
+    let cuGraphLaunch: @convention(c) (OpaquePointer?, OpaquePointer?) -> CUresult
+    let cuGraphExecDestroy: @convention(c) (OpaquePointer?) -> CUresult
+    let cuGraphDestroy: @convention(c) (OpaquePointer?) -> CUresult
+    /// cuLaunchKernelEx(const CUlaunchConfig*, CUfunction, void** params, void** extra).
+    let cuLaunchKernelEx: @convention(c) (UnsafeRawPointer, OpaquePointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                                          UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
 
     /// Opens libcuda and resolves every entry point.
     init() throws {
@@ -73,6 +83,13 @@ struct Driver: @unchecked Sendable {  // immutable table of C function pointers
         cuFuncSetAttribute = try l.function("cuFuncSetAttribute", as: type(of: cuFuncSetAttribute))
         cuLaunchKernel = try l.function("cuLaunchKernel", as: type(of: cuLaunchKernel))
         cuGetErrorString = try l.function("cuGetErrorString", as: type(of: cuGetErrorString))
+        cuStreamBeginCapture = try l.function("cuStreamBeginCapture_v2", as: type(of: cuStreamBeginCapture))
+        cuStreamEndCapture = try l.function("cuStreamEndCapture", as: type(of: cuStreamEndCapture))
+        cuGraphInstantiateWithFlags = try l.function("cuGraphInstantiateWithFlags", as: type(of: cuGraphInstantiateWithFlags))
+        cuGraphLaunch = try l.function("cuGraphLaunch", as: type(of: cuGraphLaunch))
+        cuGraphExecDestroy = try l.function("cuGraphExecDestroy", as: type(of: cuGraphExecDestroy))
+        cuGraphDestroy = try l.function("cuGraphDestroy", as: type(of: cuGraphDestroy))
+        cuLaunchKernelEx = try l.function("cuLaunchKernelEx", as: type(of: cuLaunchKernelEx))
     }
 
     /// Throws a CUDAError naming `call` unless `status` is CUDA_SUCCESS.

@@ -1,7 +1,8 @@
 // The Backend protocol: everything a model's forward pass asks of a device. A family's forward
 // pass is written once against it (DESIGN decision 4); the CPU backend is the naive, readable
 // oracle and the CUDA backend implements the same ops with kernels. Activations are f32 on the
-// CPU; weights may be f32, f16 or bf16 and are widened as they are read. Ops take their
+// CPU; weights may be f32, f16 or bf16 and are widened as they are read, and so is a paged KV
+// cache of bf16 (rounded to nearest even as it is written). Ops take their
 // per-step metadata (positions, windows) as explicit arguments, never as globals.
 
 /// The two halves of a gpt-oss style expert bank, in one of the layouts the backends understand.
@@ -31,13 +32,18 @@ public struct ExpertBank: Sendable {
     public var downBias: Tensor
     public var swigluLimit: Float
     public var alpha: Float
+    /// MXFP4 blocks in `MXFP4Tiling`'s layout (as `Backend.uploadExpertBlocks` gave them; the
+    /// tensors keep their stored shapes [E, R, nb, 16]) rather than as stored.
+    public var tiledBlocks: Bool
 
-    public init(weights: ExpertWeights, gateUpBias: Tensor, downBias: Tensor, swigluLimit: Float, alpha: Float = 1.702) {
+    public init(weights: ExpertWeights, gateUpBias: Tensor, downBias: Tensor, swigluLimit: Float, alpha: Float = 1.702,
+                tiledBlocks: Bool = false) {
         self.weights = weights
         self.gateUpBias = gateUpBias
         self.downBias = downBias
         self.swigluLimit = swigluLimit
         self.alpha = alpha
+        self.tiledBlocks = tiledBlocks
     }
 }
 
@@ -109,6 +115,16 @@ public protocol Backend: Sendable {
 
     /// Copies a host tensor to this device (returns it unchanged on the CPU).
     func upload(_ tensor: Tensor) throws -> Tensor
+    /// Copies host MXFP4 expert blocks u8 [E, R, nb, 16] to this device in the layout its expert
+    /// kernels read fastest; `tiled` says whether that is `MXFP4Tiling` (the bank's `tiledBlocks`).
+    /// Default: `upload`, as stored.
+    func uploadExpertBlocks(_ blocks: Tensor) throws -> (blocks: Tensor, tiled: Bool)
+    /// Records the device work `body` queues, without running it, for `replay` (CUDA graphs: one
+    /// launch instead of hundreds); nil where there are no graphs (default: the body is not run)
+    /// or the work could not be recorded. Starts a step first (`beginStep`).
+    func record(_ body: () throws -> Void) throws -> (any DeviceGraph)?
+    /// Queues the work `graph` recorded again, on the same addresses.
+    func replay(_ graph: any DeviceGraph) throws
     /// Copies a tensor of this device to the host (returns it unchanged on the CPU).
     func download(_ tensor: Tensor) throws -> Tensor
     /// A zero-filled tensor on this device that lives as long as it is referenced (caches, weights).
@@ -139,14 +155,17 @@ public protocol Backend: Sendable {
     /// Default: one `rope(start:)` per row after reading the positions on the host.
     func rope(_ x: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float) throws -> Tensor
     /// Writes row t of k and v (f32 [T, Hkv, D]) into row `slots[t]` of `kCache` and `vCache`
-    /// (f32 [rows, Hkv, D]), in place; slots is i32 [T] on this device and a slot < 0 skips its row.
-    /// Default: `copyRows` per row after reading the slots on the host.
+    /// ([rows, Hkv, D], both f32 or both bf16), in place; slots is i32 [T] on this device and a
+    /// slot < 0 skips its row. Into a bf16 cache each value is rounded to nearest even (`bf16Bits`).
+    /// Default: `copyRows` per row after reading the slots (and rounding, for bf16) on the host.
     func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws
-    /// `attention` over a batch of sequences whose keys and values sit in a paged cache (f32
-    /// [rows, Hkv, D], read through `layout.blockTables`). q [T, Hq, D] with T = queryStarts[S],
+    /// `attention` over a batch of sequences whose keys and values sit in a paged cache ([rows, Hkv, D],
+    /// both f32 or both bf16, bf16 widened to f32 as it is read; f32 math either way), read through
+    /// `layout.blockTables`. q [T, Hq, D] with T = queryStarts[S],
     /// Hq a multiple of Hkv -> [T, Hq * D]. Key j is visible to a query at position p iff j <= p and,
     /// with a window, p - j < window; sinks as in `attention`.
-    /// Default: per sequence, its keys gathered with `copyRows` and `attention` (metadata read on the host).
+    /// Default: per sequence, its keys gathered with `copyRows` (and widened on the host, for bf16)
+    /// and `attention` (metadata read on the host).
     func pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, sinks: Tensor?, layout: PagedLayout, window: Int?, scale: Float) throws -> Tensor
     /// Rows `rows` (i32 [R] on this device) of x [T, H] -> [R, H] (each sequence's last row before the lm_head).
     /// Default: `copyRows` per row after reading the indices on the host.
@@ -164,6 +183,11 @@ public protocol Backend: Sendable {
     /// The index of the largest value of each row of `logits` [T, V] (ties to the lower index),
     /// written as i32 into `out` [T], a buffer of this device (it outlives the step).
     func argmax(_ logits: Tensor, into out: Tensor) throws
+    /// A token drawn for each row of `logits` [T, V] from softmax(row / temperature), by Gumbel-max
+    /// with `GumbelSampling`'s noise, written as i32 into `out` [T] (a buffer of this device).
+    /// `parameters` i32 [T, 3] on this device: the temperature's f32 bits (> 0), the seed's low and
+    /// high 32 bits. Default: on the host with `GumbelSampling.pick`.
+    func sample(_ logits: Tensor, parameters: Tensor, into out: Tensor) throws
     /// Starts copying a small tensor of this device to the host behind the work queued so far and
     /// returns at once; `wait()` on the result blocks until the copy is done. A decode loop queues
     /// step n + 1 before waiting for step n's token, so the device never waits for the host.
@@ -238,6 +262,32 @@ extension Backend {
 
     public func beginStep() throws {}
     public func reserveWeights(bytes: Int) throws {}
+    public func uploadExpertBlocks(_ blocks: Tensor) throws -> (blocks: Tensor, tiled: Bool) { (try upload(blocks), false) }
+    public func record(_ body: () throws -> Void) throws -> (any DeviceGraph)? { nil }
+
+    public func sample(_ logits: Tensor, parameters: Tensor, into out: Tensor) throws {
+        let V = logits.shape[-1], T = logits.count / max(V, 1)
+        guard V > 0, logits.dtype == .f32, parameters.dtype == .i32, parameters.count == 3 * T, out.dtype == .i32, out.count == T else {
+            throw OspreyError.invalidTensor("sample of \(logits.shape) \(logits.dtype) with parameters \(parameters.shape) into \(out.shape) \(out.dtype)")
+        }
+        let (rows, params) = (try download(logits), try download(parameters).int32s())
+        let picks = Tensor(zeros: [T], dtype: .i32)
+        let x = rows.raw.assumingMemoryBound(to: Float.self), o = picks.mutableRaw.assumingMemoryBound(to: Int32.self)
+        for t in 0..<T {
+            let temperature = Float(bitPattern: UInt32(bitPattern: params[3 * t]))
+            let seed = UInt64(UInt32(bitPattern: params[3 * t + 1])) | UInt64(UInt32(bitPattern: params[3 * t + 2])) << 32
+            guard temperature > 0 else { throw OspreyError.invalidArgument("sample: temperature \(temperature) of row \(t)") }
+            o[t] = GumbelSampling.pick(x + t * V, count: V, temperature: temperature, seed: seed)
+        }
+        try copyRows(picks, into: out, at: 0)
+    }
+    public func replay(_ graph: any DeviceGraph) throws { throw OspreyError.invalidArgument("this backend has no recorded graphs") }
+}
+
+/// Device work recorded once (`Backend.record`) and replayed on the same addresses.
+public protocol DeviceGraph: AnyObject, Sendable {
+    /// False once memory the recorded work uses may have moved: record it again.
+    var isValid: Bool { get }
 }
 
 // MARK: - Paged ops composed from the others (slow: they read their i32 inputs on the host)
@@ -257,9 +307,12 @@ extension Backend {
 
     public func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws {
         let slot = try download(slots).int32s()
-        guard k.shape == v.shape, kCache.shape == vCache.shape, slots.dtype == .i32, slot.count == k.shape[0] else {
-            throw OspreyError.invalidTensor("writeKV of k \(k.shape), v \(v.shape) into \(kCache.shape) / \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
+        guard k.shape == v.shape, kCache.shape == vCache.shape, slots.dtype == .i32, slot.count == k.shape[0],
+              k.dtype == .f32, v.dtype == .f32, kCache.dtype == vCache.dtype, kCache.dtype == .f32 || kCache.dtype == .bf16 else {
+            throw OspreyError.invalidTensor("writeKV of k \(k.dtype) \(k.shape), v \(v.dtype) \(v.shape) into \(kCache.dtype) \(kCache.shape) / \(vCache.dtype) \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
         }
+        var (k, v) = (k, v)
+        if kCache.dtype == .bf16 { (k, v) = (try upload(download(k).roundedToBF16()), try upload(download(v).roundedToBF16())) }
         for (t, r) in slot.enumerated() where r >= 0 {
             try copyRows(k.rows(t..<(t + 1)), into: kCache, at: Int(r))
             try copyRows(v.rows(t..<(t + 1)), into: vCache, at: Int(r))
@@ -284,8 +337,8 @@ extension Backend {
         let table = try download(layout.blockTables).int32s().map(Int.init)
         let (bs, maxBlocks) = (layout.blockSize, layout.maxBlocks)
         guard q.shape.rank == 3, kCache.shape.rank == 3, kCache.shape == vCache.shape, q.shape[2] == kCache.shape[2],
-              q.shape[0] == starts.last else {
-            throw OspreyError.invalidTensor("pagedAttention of q \(q.shape) over caches \(kCache.shape) / \(vCache.shape) with \(starts.last ?? 0) query rows")
+              q.shape[0] == starts.last, kCache.dtype == vCache.dtype, kCache.dtype == .f32 || kCache.dtype == .bf16 else {
+            throw OspreyError.invalidTensor("pagedAttention of q \(q.shape) over \(kCache.dtype) / \(vCache.dtype) caches \(kCache.shape) / \(vCache.shape) with \(starts.last ?? 0) query rows")
         }
         let out = try makeBuffer([q.shape[0], q.shape[1] * q.shape[2]], dtype: .f32)
         for s in 0..<layout.sequenceCount where starts[s] < starts[s + 1] {
@@ -294,8 +347,8 @@ extension Backend {
                 throw OspreyError.invalidArgument("sequence \(s): \(n) queries, \(context) keys, \(maxBlocks) blocks of \(bs)")
             }
             // This sequence's keys in order; blocks marked -1 stay zero (no query of it sees them).
-            let k = try makeBuffer([context, kCache.shape[1], kCache.shape[2]], dtype: .f32)
-            let v = try makeBuffer(k.shape, dtype: .f32)
+            var k = try makeBuffer([context, kCache.shape[1], kCache.shape[2]], dtype: kCache.dtype)
+            var v = try makeBuffer(k.shape, dtype: kCache.dtype)
             for b in 0..<((context + bs - 1) / bs) where table[s * maxBlocks + b] >= 0 {
                 let (row, count) = (table[s * maxBlocks + b] * bs, min(bs, context - b * bs))
                 guard row + count <= kCache.shape[0] else {
@@ -304,6 +357,7 @@ extension Backend {
                 try copyRows(kCache.rows(row..<(row + count)), into: k, at: b * bs)
                 try copyRows(vCache.rows(row..<(row + count)), into: v, at: b * bs)
             }
+            if kCache.dtype == .bf16 { (k, v) = (try upload(download(k).toF32()), try upload(download(v).toF32())) }
             let span = AttentionSpan(queryStart: context - n, keyStart: 0, window: window)
             try copyRows(attention(q: q.rows(starts[s]..<starts[s + 1]), k: k, v: v, sinks: sinks, span: span, scale: scale), into: out, at: starts[s])
         }
@@ -314,4 +368,11 @@ extension Backend {
 extension Tensor {
     /// The elements of a host i32 tensor.
     fileprivate func int32s() -> [Int32] { (0..<count).map { raw.load(fromByteOffset: 4 * $0, as: Int32.self) } }
+
+    /// A host bf16 copy of a host f32 tensor, each value rounded to nearest even.
+    fileprivate func roundedToBF16() -> Tensor {
+        let out = Tensor(zeros: shape, dtype: .bf16)
+        for i in 0..<count { out.mutableRaw.storeBytes(of: bf16Bits(float(at: i)), toByteOffset: 2 * i, as: UInt16.self) }
+        return out
+    }
 }

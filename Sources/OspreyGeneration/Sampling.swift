@@ -167,6 +167,16 @@ public struct Sampler: Sendable {
     /// the device.
     public var isPlainGreedy: Bool { processors.isEmpty && parameters.temperature == 0 }
 
+    /// The temperature of plain sampling — no processor but the temperature itself — which is drawn
+    /// by Gumbel-max (`GumbelSampling`, so a GPU can draw it on the device); nil otherwise.
+    public var plainTemperature: Float? {
+        guard parameters.temperature > 0, processors.allSatisfy({ $0 is Temperature }) else { return nil }
+        return parameters.temperature
+    }
+
+    /// The seed of the next plain-sampling draw; advances the generator exactly as `pick` does.
+    public mutating func nextSeed() -> UInt64 { next() }
+
     /// The next token for the last row of `logits` ([.., V], host f32), given the ids so far.
     public mutating func pick(_ logits: Tensor, history: [Int32] = []) -> Int32 {
         let V = logits.shape[-1]
@@ -175,6 +185,9 @@ public struct Sampler: Sendable {
             var best = 0
             for i in 1..<V where row[i] > row[best] { best = i }
             return Int32(best)
+        }
+        if let temperature = plainTemperature {  // the draw a device makes, on the host (no copy either)
+            return GumbelSampling.pick(row, count: V, temperature: temperature, seed: next())
         }
         var scores = Array(UnsafeBufferPointer(start: row, count: V))
         for p in processors { p.process(&scores, history: history) }

@@ -152,12 +152,18 @@ struct GptOssMoE: Sendable {
         topK = c.resolvedTopK
         let e = "\(p).experts"
         let weights: ExpertWeights
+        var tiled = false
         if w.contains("\(e).gate_up_proj_blocks") {
-            // MXFP4 as stored: rows are outputs, 32 inputs per 16-byte block; kept packed.
+            // MXFP4: rows are outputs, 32 inputs per 16-byte block; kept packed, in the layout the
+            // backend's kernels read fastest (the CUDA backend tiles them; both halves alike).
+            let gateUp = try w.backend.uploadExpertBlocks(w.host("\(e).gate_up_proj_blocks", [E, 2 * I, H / 32, 16]))
+            let down = try w.backend.uploadExpertBlocks(w.host("\(e).down_proj_blocks", [E, H, I / 32, 16]))
+            guard gateUp.tiled == down.tiled else { throw ModelError.invalidConfig(field: "\(e)", "expert halves loaded in different layouts") }
+            tiled = gateUp.tiled
             weights = .mxfp4(
-                gateUpBlocks: try w.tensor("\(e).gate_up_proj_blocks", [E, 2 * I, H / 32, 16]),
+                gateUpBlocks: gateUp.blocks,
                 gateUpScales: try w.tensor("\(e).gate_up_proj_scales", [E, 2 * I, H / 32]),
-                downBlocks: try w.tensor("\(e).down_proj_blocks", [E, H, I / 32, 16]),
+                downBlocks: down.blocks,
                 downScales: try w.tensor("\(e).down_proj_scales", [E, H, I / 32]))
         } else {
             // transformers stores dense experts for x @ W: gate_up [E, H, 2I], down [E, I, H];
@@ -169,7 +175,7 @@ struct GptOssMoE: Sendable {
         bank = ExpertBank(weights: weights,
                           gateUpBias: try w.tensor("\(e).gate_up_proj_bias", [E, 2 * I]),
                           downBias: try w.tensor("\(e).down_proj_bias", [E, H]),
-                          swigluLimit: c.swigluLimit ?? 7)
+                          swigluLimit: c.swigluLimit ?? 7, tiledBlocks: tiled)
     }
 
     func callAsFunction(_ x: Tensor, on b: any Backend) throws -> Tensor {
@@ -222,7 +228,13 @@ public struct GptOssModel: LanguageModel {
         let c = try folder.config(as: GptOssConfig.self)
         try c.validate()
         let w = WeightLoader(source: folder.weights, backend: backend)
-        try backend.reserveWeights(bytes: folder.weights.totalBytes)
+        // MXFP4 experts may be stored tiled, which pads rows to 128 and blocks to pairs (MXFP4Tiling).
+        let halves = [(2 * c.intermediateSize, c.hiddenSize / 32), (c.hiddenSize, c.intermediateSize / 32)]
+        let tilePadding = halves.reduce(0) { sum, half in
+            let t = MXFP4Tiling(experts: c.numLocalExperts, rows: half.0, blocksPerRow: half.1)
+            return sum + t.byteCount - c.numLocalExperts * half.0 * half.1 * MXFP4.bytesPerBlock
+        }
+        try backend.reserveWeights(bytes: folder.weights.totalBytes + (c.quantizationConfig == nil ? 0 : c.numHiddenLayers * tilePadding))
         let rope = try RotaryEmbedding(headDim: c.resolvedHeadDim, theta: c.resolvedRopeTheta,
                                        parameters: c.resolvedRope, maxPositionEmbeddings: c.resolvedMaxPositions)
         config = c

@@ -5,6 +5,7 @@
 // Greedy, no stop ids: every request generates exactly max_new_tokens.
 import ArgumentParser
 import Foundation
+import OspreyCore
 import OspreyCUDA
 import OspreyGeneration
 
@@ -21,6 +22,7 @@ struct BenchBatch: ParsableCommand {
     @Option(name: .customLong("block-size"), help: "Positions per KV block.") var blockSize = 32
     @Option(name: .customLong("max-batch-tokens"), help: "Tokens per step at most.") var maxBatchTokens = 2048
     @Option(name: .customLong("max-sequences"), help: "Requests per step at most.") var maxSequences = 256
+    @Option(name: .customLong("kv-dtype"), help: "What the KV pool stores: bf16 or f32.") var kvDType = "bf16"
     @Option(name: .customLong("max-concurrency"), help: "Requests in flight at most (default: no cap).") var maxConcurrency: Int?
     @Option(name: .customLong("time-limit"), help: "Stop after this many seconds and report what was done.") var timeLimit: Double?
     @Option(name: .customLong("warmup-requests"), help: "Short untimed requests first.") var warmupRequests = 4
@@ -32,6 +34,9 @@ struct BenchBatch: ParsableCommand {
                               (maxConcurrency ?? 1, "--max-concurrency"), (numBlocks ?? 1, "--num-blocks")] where v < 1 {
                 throw CLIError("\(flag) must be ≥ 1, got \(v)")
             }
+            guard let kv = DType(rawValue: kvDType), [DType.bf16, .f32].contains(kv) else {
+                throw CLIError("--kv-dtype must be bf16 or f32, got \(kvDType)")
+            }
             let url = URL(fileURLWithPath: model)
             let loadStart = Date()
             let loaded = try LoadedModel.load(url, device: device, dequantize: dequantize)
@@ -40,7 +45,7 @@ struct BenchBatch: ParsableCommand {
             let gpu = (loaded.model.backend as? CUDABackend)?.context
             var memory = try gpu.map { [try $0.memoryInUse()] } ?? []
 
-            var batch = BatchConfig(blockSize: blockSize, numBlocks: numBlocks, maxBatchTokens: maxBatchTokens, maxSequences: maxSequences)
+            var batch = BatchConfig(blockSize: blockSize, numBlocks: numBlocks, maxBatchTokens: maxBatchTokens, maxSequences: maxSequences, kvDType: kv)
             batch.memoryFraction = 0.8
             let engine = try Engine(model: loaded.model, config: batch)
             if let gpu { memory.append(try gpu.memoryInUse()) }
@@ -92,7 +97,7 @@ struct BenchBatch: ParsableCommand {
                                 maxNewTokens: w.maxNewTokens, arrival: w.arrival,
                                 concurrency: maxConcurrency ?? (w.arrival.isAllAtOnce ? w.requests.count : nil)),
                 settings: .init(numBlocks: steps.totalBlocks, blockSize: blockSize, maxBatchTokens: maxBatchTokens, maxSequences: maxSequences,
-                                kvDtype: "f32", dequantize: dequantize, device: device.description, loadS: (loadS * 100).rounded() / 100),
+                                kvDtype: kv.rawValue, dequantize: dequantize, device: device.description, loadS: (loadS * 100).rounded() / 100),
                 results: .init(wallS: wall, outputTokens: output, outputTokS: Double(output) / wall, totalTokS: Double(prompts + output) / wall,
                                ttftS: Distribution(completed.compactMap { r in r.firstToken.flatMap { f in r.submitted.map { f.timeIntervalSince($0) } } }),
                                latencyS: Distribution(completed.compactMap { r in r.end.flatMap { e in r.submitted.map { e.timeIntervalSince($0) } } }),

@@ -24,6 +24,8 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("prompt-tokens"), help: "Prompt length before the timed decode.") var promptTokens = 128
     @Option(name: .customLong("prefill-lengths"), help: "Comma-separated prompt lengths to time prefill on.") var prefillLengths = "128,512,2048"
     @Option(name: .customLong("batch-sizes"), help: "Comma-separated decode batch sizes (above 1: continuous batching, generateBatch).") var batchSizes = "1"
+    @Flag(name: .customLong("engine-batch-one"), help: "Time batch 1 through continuous batching too (generateBatch: paged cache, recorded decode graphs) instead of the pipelined generate loop.")
+    var engineBatchOne = false
     @Option(help: "Timed runs per figure (the median is reported).") var `repeat` = 3
     @Option(help: "Also write the JSON to this file.") var json: String?
 
@@ -59,8 +61,9 @@ struct Bench: ParsableCommand {
             _ = try timeDecode(m, prompt: prompt)  // warm-up: kernel compilation, GEMM plans
             var decodeRates: [BenchReport.Rate] = []
             for b in batches {
-                let run = { b == 1 ? try timeDecode(m, prompt: prompt) : try timeBatchDecode(m, batch: b) }
-                if b != 1 { _ = try run() }  // warm-up at this batch size
+                let pipelined = b == 1 && !engineBatchOne
+                let run = { pipelined ? try timeDecode(m, prompt: prompt) : try timeBatchDecode(m, batch: b) }
+                if !pipelined { _ = try run() }  // warm-up at this batch size
                 let r = median(try (0..<`repeat`).map { _ in try run() })
                 decodeRates.append(BenchReport.Rate(batch: b, tokS: r.value, samples: r.samples))
                 if let gpu { memory.append(try gpu.memoryInUse()) }

@@ -6,6 +6,10 @@
 // (by 1 point) than a control that changes only the numerics — one-at-a-time generation with the
 // prompt prefilled in chunks of 16 — since bf16 GEMMs round differently with the batch shape and
 // random models have near-ties (the median relative gap between the top two logits is reported).
+// generateBatch runs twice, with the default bf16 KV pool and with an f32 one: one-at-a-time
+// generation keeps f32 keys and values, so the f32 row isolates batching itself and the bf16 row
+// adds the pool's rounding (the serving default). Its control is each prompt alone through the
+// same engine with the same bf16 pool (the rounding without the batching), judged the same way.
 // (2) A batched decode step timed: wall time per step at 64 sequences and the GPU time per kernel.
 import Foundation
 import OspreyCore
@@ -14,26 +18,15 @@ import OspreyGeneration
 import OspreyModels
 
 enum BatchCheck {
-    /// One row of the report and whether it passed.
-    static func run(_ model: any LanguageModel, name: String, prompts: [[Int32]], newTokens: Int) throws -> (line: String, passed: Bool) {
+    /// Rows of the report (a bf16 and an f32 KV pool) and whether each passed.
+    static func run(_ model: any LanguageModel, name: String, prompts: [[Int32]], newTokens: Int) throws -> [(line: String, passed: Bool)] {
         var config = GenerationConfig()
         config.maxNewTokens = newTokens
         config.eosTokenIds = []
-        let batch = BatchConfig(blockSize: 16, numBlocks: nil, maxBatchTokens: 512, maxSequences: 64)
-        let start = Date()
-        let outputs = try model.generateBatch(inputs: prompts, config: config, batch: batch)
-        let batchS = Date().timeIntervalSince(start)
-        var same = 0, forced = 0, total = 0, identical = 0, controlForced = 0
-        var gaps: [Float] = []
-        for (i, p) in prompts.enumerated() {
-            let alone = try generate(model: model, prompt: p, config: config)
-            let got = outputs[RequestID(i)]?.generatedTokens ?? []
-            total += alone.count
-            same += zip(alone, got).filter { $0 == $1 }.count
-            if got == alone { identical += 1 }
-            let judged = try forcedAgreement(model, prompt: p, tokens: got)
-            forced += judged.agreeing
-            gaps += judged.gaps
+        // One-at-a-time references, shared by both pools: greedy tokens, and the control's agreement.
+        var alone: [[Int32]] = [], controlForced = 0
+        for p in prompts {
+            alone.append(try generate(model: model, prompt: p, config: config))
             // Control: one-at-a-time with the prompt prefilled in chunks of 16 (other GEMM shapes,
             // no batching): how often numerics alone flip a token on this model.
             let cache = model.makeCache()
@@ -53,14 +46,43 @@ enum BatchCheck {
             }
             controlForced += try forcedAgreement(model, prompt: p, tokens: control).agreeing
         }
-        gaps.sort()
-        let rate = Double(forced) / Double(max(total, 1)), controlRate = Double(controlForced) / Double(max(total, 1))
-        let passed = rate >= 0.99 || rate >= controlRate - 0.01
+        let total = alone.reduce(0) { $0 + $1.count }
+        let controlRate = Double(controlForced) / Double(max(total, 1))
         let pct = { (x: Double) in String(format: "%.2f", 100 * x) }
-        return ("| \(name) | \(prompts.count) prompts of \(prompts.map(\.count).min()!)–\(prompts.map(\.count).max()!) tokens, \(newTokens) new | "
-                + "\(pct(rate))% (\(forced)/\(total)) | \(pct(controlRate))% | \(pct(Double(same) / Double(max(total, 1))))%; "
-                + "\(identical)/\(prompts.count) identical | \(String(format: "%.1e", gaps.isEmpty ? 0 : gaps[gaps.count / 2])) | "
-                + "\(String(format: "%.2f", batchS)) s | \(passed ? "ok" : "FAIL") |", passed)
+        return try [BatchConfig().kvDType, .f32].map { kv in
+            let batch = BatchConfig(blockSize: 16, numBlocks: nil, maxBatchTokens: 512, maxSequences: 64, kvDType: kv)
+            let start = Date()
+            let outputs = try model.generateBatch(inputs: prompts, config: config, batch: batch)
+            let batchS = Date().timeIntervalSince(start)
+            var same = 0, forced = 0, identical = 0
+            var gaps: [Float] = []
+            for (i, p) in prompts.enumerated() {
+                let got = outputs[RequestID(i)]?.generatedTokens ?? []
+                same += zip(alone[i], got).filter { $0 == $1 }.count
+                if got == alone[i] { identical += 1 }
+                let judged = try forcedAgreement(model, prompt: p, tokens: got)
+                forced += judged.agreeing
+                gaps += judged.gaps
+            }
+            gaps.sort()
+            // With a bf16 pool the control also keeps its keys and values in bf16: each prompt alone
+            // through the same engine and pool (one sequence per step: the pool's rounding, no batching).
+            var control = controlRate
+            if kv != .f32 {
+                var forcedAlone = 0
+                for p in prompts {
+                    let one = try model.generateBatch(inputs: [p], config: config, batch: batch)
+                    forcedAlone += try forcedAgreement(model, prompt: p, tokens: one[RequestID(0)]?.generatedTokens ?? []).agreeing
+                }
+                control = Double(forcedAlone) / Double(max(total, 1))
+            }
+            let rate = Double(forced) / Double(max(total, 1))
+            let passed = rate >= 0.99 || rate >= control - 0.01
+            return ("| \(name) | \(prompts.count) prompts of \(prompts.map(\.count).min()!)–\(prompts.map(\.count).max()!) tokens, \(newTokens) new, KV \(kv) | "
+                    + "\(pct(rate))% (\(forced)/\(total)) | \(pct(control))% | \(pct(Double(same) / Double(max(total, 1))))%; "
+                    + "\(identical)/\(prompts.count) identical | \(String(format: "%.1e", gaps.isEmpty ? 0 : gaps[gaps.count / 2])) | "
+                    + "\(String(format: "%.2f", batchS)) s | \(passed ? "ok" : "FAIL") |", passed)
+        }
     }
 
     /// How many of `tokens` are the one-at-a-time model's argmax given the prompt and the tokens
@@ -103,6 +125,7 @@ enum BatchCheck {
         config.maxNewTokens = 64
         config.eosTokenIds = []
         let engine = try BatchEngine(model: model, config: BatchConfig(blockSize: 32, numBlocks: nil, maxBatchTokens: 8192, maxSequences: 256))
+        let kv = engine.config.kvDType
         for p in prompts(count: sequences, lengths: promptLength...promptLength, vocabulary: model.vocabularySize, seed: 5) {
             try engine.add(prompt: p, generation: config)
         }
@@ -115,7 +138,7 @@ enum BatchCheck {
         _ = try engine.step()
         gpu.context.profileKernels = false
         let gpuMs = gpu.context.profile.values.reduce(0) { $0 + $1.milliseconds }
-        var lines = ["", "### Batched decode step, \(sequences) sequences at ~\(promptLength + 4) positions: \(String(format: "%.2f", wall * 1e3)) ms wall per step "
+        var lines = ["", "### Batched decode step, \(sequences) sequences at ~\(promptLength + 4) positions, KV \(kv): \(String(format: "%.2f", wall * 1e3)) ms wall per step "
                      + "(\(String(format: "%.0f", Double(sequences) / wall)) tok/s); GPU time of one step, each launch timed alone: \(String(format: "%.2f", gpuMs)) ms", "",
                      "| kernel | ms | share | launches |", "|---|---|---|---|"]
         for (name, v) in gpu.context.profile.sorted(by: { $0.value.milliseconds > $1.value.milliseconds }).prefix(16) {

@@ -44,8 +44,9 @@ func groupedMXFP4Checks(gpu: CUDABackend, cpu: CPUBackend = CPUBackend()) throws
         let bGU = checks.random([E, 2 * I], .bf16, scale: 0.5), bD = checks.random([E, H], .bf16, scale: 0.5)
         let host = ExpertBank(weights: .mxfp4(gateUpBlocks: gub, gateUpScales: gus, downBlocks: db, downScales: ds),
                               gateUpBias: bGU, downBias: bD, swigluLimit: 7)
-        let device = ExpertBank(weights: .mxfp4(gateUpBlocks: try gpu.upload(gub), gateUpScales: try gpu.upload(gus),
-                                                downBlocks: try gpu.upload(db), downScales: try gpu.upload(ds)),
+        let (gusD, dsD) = (try gpu.upload(gus), try gpu.upload(ds))
+        let device = ExpertBank(weights: .mxfp4(gateUpBlocks: try gpu.upload(gub), gateUpScales: gusD,
+                                                downBlocks: try gpu.upload(db), downScales: dsD),
                                 gateUpBias: try gpu.upload(bGU), downBias: try gpu.upload(bD), swigluLimit: 7)
         let reference = try cpu.experts(x, bank: host, ids: ids, weights: weights)
         let (gx, gids, gw) = (try gpu.upload(x), try gpu.upload(ids), try gpu.upload(weights))
@@ -60,6 +61,19 @@ func groupedMXFP4Checks(gpu: CUDABackend, cpu: CPUBackend = CPUBackend()) throws
         out.append(try checks.compare("experts grouped mxfp4", shape + " (fma twin vs CPU)", gpu: try run(.groupedFMA), cpu: reference, bound: 1e-2))
         out.append(try checks.compare("experts grouped mxfp4", shape + " (mma vs bf16 expansion on the GPU)", gpu: try run(.expansion), cpu: mma,
                                       bound: 1e-3))
+        // The same weights in the tiled layout the model loader uses (MXFP4Tiling): the same sums exactly.
+        let (tgu, tdn) = (try gpu.uploadExpertBlocks(gub), try gpu.uploadExpertBlocks(db))
+        let tiled = ExpertBank(weights: .mxfp4(gateUpBlocks: tgu.blocks, gateUpScales: gusD, downBlocks: tdn.blocks,
+                                               downScales: dsD),
+                               gateUpBias: device.gateUpBias, downBias: device.downBias, swigluLimit: 7, tiledBlocks: true)
+        func runTiled(_ kernels: MXFP4ExpertKernels) throws -> Tensor {
+            gpu.context.mxfp4Experts = kernels
+            try gpu.beginStep()
+            return try gpu.experts(gx, bank: tiled, ids: gids, weights: gw)
+        }
+        out.append(try checks.compare("experts grouped mxfp4", shape + " (mma, tiled blocks, vs untiled)", gpu: try runTiled(.groupedMMA), cpu: mma, bound: 1e-6))
+        out.append(try checks.compare("experts grouped mxfp4", shape + " (bf16 expansion, tiled blocks, vs untiled mma)", gpu: try runTiled(.expansion),
+                                      cpu: mma, bound: 1e-3))
     }
     return out
 }

@@ -64,11 +64,17 @@ private struct MXFP4OddCases {
                 for (E, H, I, runs) in Self.shapes {
                     let (bank, kR) = layer(group, half, E: E, H: H, I: I)
                     guard case .mxfp4(let gub, let gus, let db, let ds) = bank.weights else { continue }
-                    let devBank = ExpertBank(weights: .mxfp4(gateUpBlocks: try gpu.upload(gub), gateUpScales: try gpu.upload(gus),
-                                                             downBlocks: try gpu.upload(db), downScales: try gpu.upload(ds)),
-                                             gateUpBias: try gpu.upload(bank.gateUpBias), downBias: try gpu.upload(bank.downBias),
-                                             swigluLimit: bank.swigluLimit, alpha: bank.alpha)
-                    for (T, k) in runs {
+                    // Blocks as stored, and tiled as the model loader puts them (MXFP4Tiling).
+                    let (tgu, tdn) = (try gpu.uploadExpertBlocks(gub), try gpu.uploadExpertBlocks(db))
+                    let (gusD, dsD) = (try gpu.upload(gus), try gpu.upload(ds))
+                    let (bGU, bD) = (try gpu.upload(bank.gateUpBias), try gpu.upload(bank.downBias))
+                    let banks = [
+                        ExpertBank(weights: .mxfp4(gateUpBlocks: try gpu.upload(gub), gateUpScales: gusD, downBlocks: try gpu.upload(db), downScales: dsD),
+                                   gateUpBias: bGU, downBias: bD, swigluLimit: bank.swigluLimit, alpha: bank.alpha),
+                        ExpertBank(weights: .mxfp4(gateUpBlocks: tgu.blocks, gateUpScales: gusD, downBlocks: tdn.blocks, downScales: dsD),
+                                   gateUpBias: bGU, downBias: bD, swigluLimit: bank.swigluLimit, alpha: bank.alpha, tiledBlocks: tgu.tiled),
+                    ]
+                    for devBank in banks { for (T, k) in runs {
                         // gate_up under test: x carries the magnitudes; otherwise x is irrelevant (gate_up is all zeros).
                         let x = Self.filled([T, H], .f32) { i in half == .gateUp ? around(group.inputExponent((i % H) / 32)) : around(0) }
                         let routing = try cpu.topKSoftmax(Self.filled([T, E], .f32) { _ in around(1) }, k: k)
@@ -83,11 +89,12 @@ private struct MXFP4OddCases {
                             let g = try gpu.experts(gx, bank: devBank, ids: gids, weights: gw)
                             let path = gemm ? "GEMM path: grouped MXFP4 up to 64 pairs per expert, else cuBLASLt; bf16 in" : decode ? (int8 ? "decode, int8 inputs" : "decode, f32")
                                 : T * k > 64 ? "tiled matvec" : "rows4 matvec"
-                            let shape = "\(group.name) in \(half.rawValue), T\(T) E\(E) k\(k) H\(H) I\(I) (\(path))" + (half == .gateUp ? ", alpha 2^\(-kR)" : "")
+                            let shape = "\(group.name) in \(half.rawValue), T\(T) E\(E) k\(k) H\(H) I\(I) (\(path)\(devBank.tiledBlocks ? ", tiled blocks" : ""))"
+                                + (half == .gateUp ? ", alpha 2^\(-kR)" : "")
                             out.append(try compare("experts mxfp4 odd", shape, gpu: g, cpu: reference,
                                                    bound: gemm ? 1e-2 : (decode && int8 ? 2e-2 : 1e-4)))
                         }
-                    }
+                    } }
                 }
             }
         }

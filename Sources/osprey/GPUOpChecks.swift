@@ -169,7 +169,8 @@ struct OpChecks {
 
 extension OpChecks {
     /// paged attention (decode with few and many sequences, chunked prefill with mixed query counts),
-    /// writeKV, rope at positions and gatherRows against the CPU.
+    /// writeKV, rope at positions and gatherRows against the CPU; the attention and writeKV cases
+    /// with a bf16 cache (the engine's default) and an f32 one.
     mutating func pagedChecks() throws -> [Result] {
         var out: [Result] = []
         // Decode: (sequences, Hq, Hkv, D, window, sinks, block size). Few sequences split their keys;
@@ -179,9 +180,11 @@ extension OpChecks {
             (5, 64, 8, 64, 8, false, 16), (5, 4, 2, 32, 8, true, 16), (64, 4, 2, 32, nil, false, 16), (1, 4, 2, 32, 128, true, 16),
             (5, 6, 2, 24, nil, true, 16), (3, 8, 1, 128, 128, true, 16), (4, 12, 1, 16, nil, false, 4),
         ]
-        for (S, Hq, Hkv, D, window, sinks, bs) in decode {
-            let seqs = (0..<S).map { s in (context: S == 1 ? 600 : 1 + (s * 137 + 53) % 600, queries: 1) }
-            out.append(try pagedCase("decode", seqs, Hq: Hq, Hkv: Hkv, D: D, window: window, sinks: sinks, blockSize: bs))
+        for kv in [DType.bf16, .f32] {
+            for (S, Hq, Hkv, D, window, sinks, bs) in decode {
+                let seqs = (0..<S).map { s in (context: S == 1 ? 600 : 1 + (s * 137 + 53) % 600, queries: 1) }
+                out.append(try pagedCase("decode", seqs, Hq: Hq, Hkv: Hkv, D: D, window: window, sinks: sinks, blockSize: bs, kv: kv))
+            }
         }
         // Chunked prefill: query runs of 1 to 200 at the end of longer contexts (runs of at most 8 take
         // the per-row kernel, longer ones the per-query one); D 24 and 128 take the per-row kernel
@@ -192,20 +195,28 @@ extension OpChecks {
             (mixed, 64, 8, 64, nil, true), (mixed, 64, 8, 64, 128, false), (mixed, 64, 8, 64, 8, true), (mixed, 4, 2, 32, 128, true),
             (mixed, 4, 2, 32, nil, false), (mixed, 6, 2, 24, 128, true), (mixed, 8, 2, 128, nil, true), (short, 64, 8, 64, 128, true),
         ]
-        for (seqs, Hq, Hkv, D, window, sinks) in prefill {
-            out.append(try pagedCase("prefill", seqs, Hq: Hq, Hkv: Hkv, D: D, window: window, sinks: sinks, blockSize: 16))
+        for kv in [DType.bf16, .f32] {
+            for (seqs, Hq, Hkv, D, window, sinks) in prefill {
+                out.append(try pagedCase("prefill", seqs, Hq: Hq, Hkv: Hkv, D: D, window: window, sinks: sinks, blockSize: 16, kv: kv))
+            }
         }
 
-        for (T, Hkv, D) in [(37, 8, 64), (5, 3, 5)] {
-            let k = random([T, Hkv, D]), v = random([T, Hkv, D])
-            let kCache = random([50, Hkv, D]), vCache = random([50, Hkv, D])
-            let slots = i32((0..<T).map { $0 % 4 == 1 ? -1 : Int32((T - $0) * 7 % 50) })
-            let (gk, gv) = (try up(kCache), try up(vCache))
-            try gpu.beginStep()
-            try gpu.writeKV(k: up(k), v: up(v), kCache: gk, vCache: gv, slots: up(slots))
-            try cpu.writeKV(k: k, v: v, kCache: kCache, vCache: vCache, slots: slots)
-            out.append(try compare("writeKV k", "T\(T) Hkv\(Hkv) D\(D) rows 50", gpu: gk, cpu: kCache, bound: 0))
-            out.append(try compare("writeKV v", "T\(T) Hkv\(Hkv) D\(D) rows 50", gpu: gv, cpu: vCache, bound: 0))
+        // writeKV must store exactly what the CPU stores: for bf16, the same round-to-nearest-even
+        // bits, including ties (some values are set halfway between two bf16 values, both parities).
+        let ties: [UInt32] = [0x3F80_8000, 0x3F81_8000, 0xBF80_8000, 0xC2C7_8000, 0x0000_8000, 0x7F7E_8000]
+        for kv in [DType.bf16, .f32] {
+            for (T, Hkv, D) in [(37, 8, 64), (5, 3, 5)] {
+                let k = random([T, Hkv, D]), v = random([T, Hkv, D])
+                for (i, bits) in ties.enumerated() { k.mutableRaw.storeBytes(of: Float(bitPattern: bits), toByteOffset: 4 * (i * 7 % k.count), as: Float.self) }
+                let kCache = random([50, Hkv, D], kv), vCache = random([50, Hkv, D], kv)
+                let slots = i32((0..<T).map { $0 % 4 == 1 ? -1 : Int32((T - $0) * 7 % 50) })
+                let (gk, gv) = (try up(kCache), try up(vCache))
+                try gpu.beginStep()
+                try gpu.writeKV(k: up(k), v: up(v), kCache: gk, vCache: gv, slots: up(slots))
+                try cpu.writeKV(k: k, v: v, kCache: kCache, vCache: vCache, slots: slots)
+                out.append(try compare("writeKV k", "T\(T) Hkv\(Hkv) D\(D) rows 50 kv \(kv)", gpu: gk, cpu: kCache, bound: 0))
+                out.append(try compare("writeKV v", "T\(T) Hkv\(Hkv) D\(D) rows 50 kv \(kv)", gpu: gv, cpu: vCache, bound: 0))
+            }
         }
         let x = random([7, 8, 64])
         let freqs = Tensor((0..<32).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / 64)) }, shape: [32])
@@ -222,8 +233,9 @@ extension OpChecks {
     /// One pagedAttention comparison on a random paged cache: blocks handed out in a random order,
     /// blocks a sliding window has released -1 in the table, and NaN in every cache row no query
     /// may read (spare and released blocks, the tail of each last block), so a wrong read fails.
+    /// The cache holds `kv` (bf16 or f32); both backends read the same values.
     mutating func pagedCase(_ kind: String, _ seqs: [(context: Int, queries: Int)], Hq: Int, Hkv: Int, D: Int, window: Int?, sinks: Bool,
-                            blockSize bs: Int) throws -> Result {
+                            blockSize bs: Int, kv: DType) throws -> Result {
         let blocks = seqs.map { ($0.context + bs - 1) / bs }
         let maxBlocks = blocks.max()! + 1, total = blocks.reduce(3, +)
         var order = Array(0..<total)
@@ -231,7 +243,7 @@ extension OpChecks {
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
             order.swapAt(i, Int(seed >> 33) % (i + 1))
         }
-        let (kCache, vCache) = (random([total * bs, Hkv, D], scale: 2), random([total * bs, Hkv, D]))
+        let (kCache, vCache) = (random([total * bs, Hkv, D], kv, scale: 2), random([total * bs, Hkv, D], kv))
         var owned = [Bool](repeating: false, count: total * bs)
         var table = [Int32](repeating: -1, count: seqs.count * maxBlocks)
         var next = 0
@@ -247,8 +259,15 @@ extension OpChecks {
         }
         let row = Hkv * D
         for r in 0..<(total * bs) where !owned[r] {
-            for i in 0..<row { kCache.mutableRaw.storeBytes(of: Float.nan, toByteOffset: 4 * (r * row + i), as: Float.self) }
-            for i in 0..<row { vCache.mutableRaw.storeBytes(of: Float.nan, toByteOffset: 4 * (r * row + i), as: Float.self) }
+            for i in (r * row)..<((r + 1) * row) {
+                if kv == .bf16 {
+                    kCache.mutableRaw.storeBytes(of: bf16Bits(.nan), toByteOffset: 2 * i, as: UInt16.self)
+                    vCache.mutableRaw.storeBytes(of: bf16Bits(.nan), toByteOffset: 2 * i, as: UInt16.self)
+                } else {
+                    kCache.mutableRaw.storeBytes(of: Float.nan, toByteOffset: 4 * i, as: Float.self)
+                    vCache.mutableRaw.storeBytes(of: Float.nan, toByteOffset: 4 * i, as: Float.self)
+                }
+            }
         }
         var starts: [Int32] = [0]
         for (_, n) in seqs { starts.append(starts.last! + Int32(n)) }
@@ -262,7 +281,7 @@ extension OpChecks {
         let scale = 1 / Float(D).squareRoot()
         let counts = seqs.count > 8 ? "\(seqs.count) sequences, contexts ≤ \(layout.maxContextLength)" : seqs.map { "\($0.queries)/\($0.context)" }.joined(separator: " ")
         try gpu.beginStep()
-        return try compare("pagedAttention \(kind)", "\(counts) Hq\(Hq) Hkv\(Hkv) D\(D) window \(window.map(String.init) ?? "-")\(sinks ? " sinks" : "") block \(bs)",
+        return try compare("pagedAttention \(kind)", "\(counts) Hq\(Hq) Hkv\(Hkv) D\(D) window \(window.map(String.init) ?? "-")\(sinks ? " sinks" : "") block \(bs) kv \(kv)",
                            gpu: gpu.pagedAttention(q: up(q), kCache: up(kCache), vCache: up(vCache), sinks: s.map(up), layout: device, window: window, scale: scale),
                            cpu: cpu.pagedAttention(q: q, kCache: kCache, vCache: vCache, sinks: s, layout: layout, window: window, scale: scale))
     }

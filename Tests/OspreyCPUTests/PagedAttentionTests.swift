@@ -4,6 +4,9 @@
 // cache (as do the spare blocks and the unused tail of each last block), so reading a key through
 // a wrong row, or one no query may see, shows up as NaN or a mismatch. The Backend protocol's
 // composed defaults (for backends without their own kernels) are checked against the same results.
+// A bf16 cache: writeKV must store exactly `bf16Bits` of each value (ties to even, NaN, Inf,
+// subnormals), and attention over it must equal, bit for bit, attention over an f32 cache holding
+// the same rounded values (the widening is exact and the math is the f32 path's).
 import Foundation
 import Testing
 import OspreyCore
@@ -97,6 +100,11 @@ struct ComposedBackend: Backend {
     func argmax(_ logits: Tensor, into out: Tensor) throws { try cpu.argmax(logits, into: out) }
 }
 
+extension Tensor {
+    /// The bit patterns of a bf16 tensor.
+    var bits16: [UInt16] { (0..<count).map { bf16Pointer[$0] } }
+}
+
 func i32Tensor(_ values: [Int32]) -> Tensor {
     let t = Tensor(zeros: [values.count], dtype: .i32)
     for (i, x) in values.enumerated() { t.i32Pointer[i] = x }
@@ -146,6 +154,30 @@ func maxRelativeError(_ a: [Float], _ b: [Float]) -> Float {
         #expect(maxRelativeError(composed.floats(), reference) < 1e-5)
     }
 
+    @Test(arguments: cases)
+    func bf16CacheEqualsF32CacheOfTheRoundedValues(c: Case) throws {
+        var seed: UInt64 = 31
+        let batch = PagedBatch(sequences: Self.sequences, blockSize: c.blockSize, Hq: c.Hq, Hkv: c.Hkv, D: c.D, window: c.window, seed: &seed)
+        let sinks = c.sinks ? randomTensor([c.Hq], scale: 3, seed: &seed) : nil
+        let scale = 1 / Float(c.D).squareRoot()
+        let (k16, v16) = (bf16Tensor(batch.kCache), bf16Tensor(batch.vCache))
+        let (k32, v32) = (k16.toF32(), v16.toF32())
+        // The poison is kept and the values are rounded.
+        #expect(k32.floats().contains { $0.isNaN } && zip(k32.floats(), batch.kCache.floats()).contains { !$0.isNaN && $0 != $1 })
+        func attend(_ b: any Backend, _ k: Tensor, _ v: Tensor) throws -> [Float] {
+            try b.pagedAttention(q: batch.q, kCache: k, vCache: v, sinks: sinks, layout: batch.layout, window: c.window, scale: scale).floats()
+        }
+        let wide = try attend(cpu, k32, v32)
+        #expect(!wide.contains { $0.isNaN })
+        #expect(try attend(cpu, k16, v16) == wide)
+        #expect(try attend(ComposedBackend(), k16, v16) == (try attend(ComposedBackend(), k32, v32)))
+        #expect(maxRelativeError(try attend(ComposedBackend(), k16, v16), wide) < 1e-5)
+        // Rounding moves the result, but not by much: the f32 cache's answer is near.
+        #expect(maxRelativeError(wide, try attend(cpu, batch.kCache, batch.vCache)) < 2e-2)
+        #expect(throws: OspreyError.self) { try attend(cpu, k16, v32) }
+        #expect(throws: OspreyError.self) { try attend(ComposedBackend(), k16, v32) }
+    }
+
     @Test func badLayoutsThrow() throws {
         var seed: UInt64 = 22
         let batch = PagedBatch(sequences: [(20, 1), (9, 3)], blockSize: 4, Hq: 2, Hkv: 1, D: 4, window: 6, seed: &seed)
@@ -192,6 +224,37 @@ func maxRelativeError(_ a: [Float], _ b: [Float]) -> Float {
         #expect(composed.k.floats() == kWant && composed.v.floats() == vWant)
         #expect(throws: OspreyError.self) { try cpu.writeKV(k: k, v: v, kCache: kCache, vCache: vCache, slots: i32Tensor([0, 1, 2, 3, 4, 10])) }
         #expect(throws: OspreyError.self) { try cpu.writeKV(k: k, v: v, kCache: kCache, vCache: vCache, slots: i32Tensor([0, 1])) }
+    }
+
+    @Test func writeKVIntoBF16RoundsToNearestEven() throws {
+        var seed: UInt64 = 26
+        let k = randomTensor([6, 2, 4], scale: 3, seed: &seed), v = randomTensor([6, 2, 4], seed: &seed)
+        // Ties of both parities (to even: down from an even bf16, up from an odd one), NaN, ±Inf,
+        // overflow to Inf, a subnormal, -0, and the largest finite bf16.
+        let special: [UInt32] = [0x3F80_8000, 0x3F81_8000, 0xBF80_8000, 0xBF81_8000, 0x7FC0_0001, 0x7F80_0000, 0xFF80_0000,
+                                 0x7F7F_FFFF, 0x0000_8001, 0x8000_0000, 0x7F7F_0000, 0x3F80_7FFF, 0x3F80_8001]
+        for (i, bits) in special.enumerated() { k.f32Pointer[i < 8 ? i : 8 + i] = Float(bitPattern: bits) }  // rows 0 and 2
+        let slots: [Int32] = [3, -1, 0, 9, -5, 7]
+        let kCache = bf16Tensor(randomTensor([10, 2, 4], seed: &seed)), vCache = bf16Tensor(randomTensor([10, 2, 4], seed: &seed))
+        let (k0, v0) = (kCache.bits16, vCache.bits16)
+        let composed = (k: Tensor(zeros: [10, 2, 4], dtype: .bf16), v: Tensor(zeros: [10, 2, 4], dtype: .bf16))
+        composed.k.mutableRaw.copyMemory(from: kCache.raw, byteCount: kCache.byteCount)
+        composed.v.mutableRaw.copyMemory(from: vCache.raw, byteCount: vCache.byteCount)
+        try cpu.writeKV(k: k, v: v, kCache: kCache, vCache: vCache, slots: i32Tensor(slots))
+        try ComposedBackend().writeKV(k: k, v: v, kCache: composed.k, vCache: composed.v, slots: i32Tensor(slots))
+        var (kWant, vWant) = (k0, v0)
+        for (t, s) in slots.enumerated() where s >= 0 {
+            kWant.replaceSubrange(Int(s) * 8..<Int(s) * 8 + 8, with: k.floats()[t * 8..<t * 8 + 8].map { bf16Bits($0) })
+            vWant.replaceSubrange(Int(s) * 8..<Int(s) * 8 + 8, with: v.floats()[t * 8..<t * 8 + 8].map { bf16Bits($0) })
+        }
+        #expect(kCache.bits16 == kWant && vCache.bits16 == vWant)
+        #expect(composed.k.bits16 == kWant && composed.v.bits16 == vWant)
+        // The specials, spelled out: row 0 of k went to slot 3, row 2 to slot 0.
+        #expect(Array(kCache.bits16[24..<32]) == [0x3F80, 0x3F82, 0xBF80, 0xBF82, 0x7FC0, 0x7F80, 0xFF80, 0x7F80])
+        #expect(Array(kCache.bits16[0..<5]) == [0x0001, 0x8000, 0x7F7F, 0x3F80, 0x3F81])
+        #expect(throws: OspreyError.self) { try cpu.writeKV(k: k, v: v, kCache: kCache, vCache: vCache.toF32(), slots: i32Tensor(slots)) }
+        #expect(throws: OspreyError.self) { try cpu.writeKV(k: bf16Tensor(k), v: bf16Tensor(v), kCache: kCache, vCache: vCache, slots: i32Tensor(slots)) }
+        #expect(throws: OspreyError.self) { try ComposedBackend().writeKV(k: k, v: v, kCache: kCache, vCache: vCache.toF32(), slots: i32Tensor(slots)) }
     }
 
     @Test func ropeAtPositionsMatchesRopeAtStart() throws {

@@ -1,7 +1,14 @@
 // generateBatch and the serving Engine on the CPU: greedy outputs must equal one-at-a-time
 // generation exactly (the CPU backend computes each row the same way whatever the batch), under
 // every shape of step the scheduler makes — chunked prefill with a small token budget, few
-// sequences per step, preemption in a tiny pool, blocks of 4 and 32 positions.
+// sequences per step, preemption in a tiny pool, blocks of 4 and 32 positions — with either KV
+// pool. One-at-a-time generation keeps f32 keys and values; against a bf16 pool (the default) its
+// reference is the same generation with each layer's keys and values rounded to bf16 as they
+// enter the cache (`BF16RoundingCache`), which is exactly what the pool stores, so the comparison
+// stays exact. A tolerance against plain f32 would be weaker on both counts: on a random model
+// with near-tied logits rounding alone flips some tokens, so a loose bound would also let a wrong
+// block or slot through; the size of the rounding's effect is gpu-check's business (its bf16 and
+// f32 pool rows side by side), not the scheduler's.
 import Foundation
 import Testing
 import OspreyCore
@@ -22,12 +29,22 @@ import OspreyModels
         return c
     }
 
-    @Test(arguments: [
+    /// One-at-a-time generation holding keys and values as a pool of `kv` does (see the top).
+    func alone(_ model: any LanguageModel, _ prompt: [Int32], _ config: GenerationConfig, kv: DType = BatchConfig().kvDType) throws -> [Int32] {
+        var tokens = try TokenIterator(model: model, prompt: prompt, config: config,
+                                       cache: kv == .bf16 ? BF16RoundingCache(model.makeCache()) : nil)
+        while try tokens.next() != nil {}
+        return tokens.generated
+    }
+
+    static let batches = [
         BatchConfig(blockSize: 4, numBlocks: 400, maxBatchTokens: 64, maxSequences: 8),
         BatchConfig(blockSize: 32, numBlocks: 64, maxBatchTokens: 2048, maxSequences: 256),
         BatchConfig(blockSize: 4, numBlocks: 400, maxBatchTokens: 5, maxSequences: 3),   // chunked prefill
         BatchConfig(blockSize: 4, numBlocks: 24, maxBatchTokens: 64, maxSequences: 8),    // preemption
-    ])
+    ]
+
+    @Test(arguments: batches + batches.map { var b = $0; b.kvDType = .f32; return b })
     func greedyBatchEqualsOneAtATime(batch: BatchConfig) throws {
         try withRandomFolder(tokenizer: false) { dir in
             let model = try LoadedModel.load(dir, device: .cpu).model
@@ -36,7 +53,7 @@ import OspreyModels
             let outputs = try model.generateBatch(inputs: inputs, config: config, batch: batch)
             #expect(outputs.count == inputs.count)
             for (i, prompt) in inputs.enumerated() {
-                let alone = try generate(model: model, prompt: prompt, config: config)
+                let alone = try alone(model, prompt, config, kv: batch.kvDType)
                 let out = try #require(outputs[RequestID(i)])
                 #expect(out.promptIds == prompt)
                 #expect(out.generatedTokens == alone, "request \(i) (prompt of \(prompt.count))")
@@ -62,11 +79,11 @@ import OspreyModels
             let inputs = Self.prompts(4, vocab: model.vocabularySize, seed: 9)
             // Stop on each request's own third greedy token: the batch must stop there too.
             var config = greedy(10)
-            let alone = try inputs.map { try generate(model: model, prompt: $0, config: config) }
-            config.eosTokenIds = alone.map { $0[2] }
+            let first = try inputs.map { try alone(model, $0, config) }
+            config.eosTokenIds = first.map { $0[2] }
             let outputs = try model.generateBatch(inputs: inputs, config: config, batch: BatchConfig(blockSize: 4, numBlocks: 200))
             for (i, prompt) in inputs.enumerated() {
-                let expected = try generate(model: model, prompt: prompt, config: config)
+                let expected = try alone(model, prompt, config)
                 #expect(outputs[RequestID(i)]?.generatedTokens == expected)
                 #expect(outputs[RequestID(i)]?.finishReason == (expected.count < 10 ? .eos : .length))
             }
@@ -81,7 +98,7 @@ import OspreyModels
             (config.doSample, config.temperature, config.topK, config.seed) = (true, 0.9, 20, 42)
             let outputs = try model.generateBatch(inputs: inputs, config: config, batch: BatchConfig(blockSize: 4, numBlocks: 200))
             for (i, prompt) in inputs.enumerated() {
-                #expect(outputs[RequestID(i)]?.generatedTokens == (try generate(model: model, prompt: prompt, config: config)))
+                #expect(outputs[RequestID(i)]?.generatedTokens == (try alone(model, prompt, config)))
             }
         }
     }
@@ -94,6 +111,19 @@ import OspreyModels
             #expect(throws: BatchError.self) { try engine.add(prompt: Array(repeating: 1, count: 200), generation: greedy(4)) }
             #expect(throws: BatchError.self) { try engine.add(prompt: [1], generation: greedy(0)) }
             #expect(!engine.hasWork)
+            #expect(throws: BatchError.self) { try BatchEngine(model: model, config: BatchConfig(blockSize: 4, numBlocks: 8, kvDType: .f16)) }
+        }
+    }
+
+    @Test func thePoolStoresTheConfiguredDType() throws {
+        try withRandomFolder(tokenizer: false) { dir in
+            let model = try LoadedModel.load(dir, device: .cpu).model
+            #expect(BatchConfig().kvDType == .bf16)
+            for kv in [DType.bf16, .f32] {
+                let engine = try BatchEngine(model: model, config: BatchConfig(blockSize: 4, numBlocks: 8, kvDType: kv))
+                #expect(engine.runner.cache.dtype == kv)
+                #expect(engine.runner.cache.keys.allSatisfy { $0.dtype == kv } && engine.runner.cache.values.allSatisfy { $0.dtype == kv })
+            }
         }
     }
 
@@ -134,6 +164,21 @@ import OspreyModels
             #expect(m.requestsFinished == inputs.count)
             #expect(m.requestsCancelled == 1)
         }
+    }
+}
+
+/// A one-sequence cache that rounds each layer's keys and values to bf16 (nearest even, as a bf16
+/// paged pool stores them) before `inner` keeps them: the one-at-a-time reference of a bf16 pool.
+final class BF16RoundingCache: KVCache {
+    let inner: any KVCache
+    init(_ inner: any KVCache) { self.inner = inner }
+
+    var offset: Int { inner.offset }
+    func storedTokens(layer: Int) -> Int { inner.storedTokens(layer: layer) }
+    func advance(by count: Int) { inner.advance(by: count) }
+    func update(layer: Int, k: Tensor, v: Tensor) throws -> (k: Tensor, v: Tensor, keyStart: Int) {
+        func rounded(_ t: Tensor) -> Tensor { Tensor(t.floats().map { floatFromBF16(bf16Bits($0)) }, shape: t.shape) }
+        return try inner.update(layer: layer, k: rounded(k), v: rounded(v))
     }
 }
 

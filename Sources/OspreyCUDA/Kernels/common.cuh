@@ -40,6 +40,28 @@ __device__ __forceinline__ float e2m1_to_f32(unsigned int nibble) {
     return __uint_as_float(__float_as_uint(mag) | ((nibble & 8u) << 28));
 }
 
+// Index (in 16-byte blocks) of block b of row r of expert e in an MXFP4 blocks tensor of R rows
+// and nb blocks per row. tiled == 0: as stored, [E, R, nb, 16]. tiled == 1: Osprey's tiled layout
+// (MXFP4Tiling in OspreyCore; the CUDA backend loads experts so): [E, ceil(R / 128),
+// ceil(nb / 2), 2, 128, 16], zero-padded, so that blocks 2j and 2j + 1 of 128 consecutive rows
+// are one contiguous 4 KB run (one stage of the grouped GEMM) and 4 consecutive rows of one block
+// are 64 contiguous bytes.
+__device__ __forceinline__ long long mx_block(long long e, int r, int b, int R, int nb, int tiled) {
+    if (!tiled) return (e * R + r) * nb + b;
+    long long RT = (R + 127) >> 7, NB2 = (nb + 1) >> 1;
+    return (((e * RT + (r >> 7)) * NB2 + (b >> 1)) * 2 + (b & 1)) * 128 + (r & 127);
+}
+
+// Programmatic dependent launch (sm_90+): a kernel launched with `early: true` (CUDAContext.launch)
+// may start before the kernel ahead of it in the stream has finished, so it must call pdl_wait()
+// before it reads what earlier kernels write or writes what they read; what it does before (fetch
+// weights, which no kernel writes) overlaps their tail. A no-op where there is no such launch.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // gpt-oss's clamped SwiGLU of one (gate, up) pair: min(g, limit) * sigmoid(alpha * min(g, limit)) * (clamp(u) + 1).
 __device__ __forceinline__ float clamped_swiglu(float g, float u, float limit, float alpha) {
     g = fminf(g, limit);

@@ -115,6 +115,7 @@ __device__ __forceinline__ void linear_decode_preloaded(const float* x, const un
         int c = lane + 32 * u;
         p[u] = live && c < n8 ? row[c] : make_uint4(0u, 0u, 0u, 0u);
     }
+    pdl_wait();  // weights requested; x and the outputs belong to the kernels around this one
     const float4* xg = (const float4*)x;
     for (int i = threadIdx.x; i < T * I / 4; i += blockDim.x) sx4[i] = xg[i];
     __syncthreads();

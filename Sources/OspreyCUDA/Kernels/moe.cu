@@ -64,12 +64,14 @@ extern "C" __global__ void moe_sort(const int* ids, int P, int E, int* order) {
     for (int p = threadIdx.x; p < P; p += blockDim.x) order[atomicAdd(&cursor[ids[p]], 1)] = p;
 }
 
-// 32 consecutive weights of row `row` starting at column 32 * c, widened to f32.
-__device__ __forceinline__ void load32(float* w, const void* W, int wdt, const unsigned char* blocks,
-                                       const unsigned char* scales, long long row, int cols, int c) {
+// 32 consecutive weights of row `r` of expert `e` (R rows each) starting at column 32 * c, widened
+// to f32; MXFP4 blocks as stored or tiled (see mx_block).
+__device__ __forceinline__ void load32(float* w, const void* W, int wdt, const unsigned char* blocks, int tiled,
+                                       const unsigned char* scales, int e, int r, int R, int cols, int c) {
+    long long row = (long long)e * R + r;
     if (blocks) {
         int nb = cols / 32;
-        uint4 p = *(const uint4*)(blocks + (row * nb + c) * 16);
+        uint4 p = ((const uint4*)blocks)[mx_block(e, r, c, R, nb, tiled)];
         float s = e8m0_to_f32(scales[row * nb + c]);
         unsigned int words[4] = {p.x, p.y, p.z, p.w};
         #pragma unroll
@@ -102,7 +104,7 @@ __device__ __forceinline__ void load32(float* w, const void* W, int wdt, const u
 // Grid: x over rows (one warp per row), y over tiles of `tile` (<= PAIR_TILE) sorted pairs: 1 for
 // decode-sized batches (more warps in flight), PAIR_TILE when pairs share experts. MXFP4 needs cols % 32 == 0.
 extern "C" __global__ void moe_matvec(const float* in, int div, const int* ids, const int* order, int P, int tile,
-                                      const void* W, int wdt, const unsigned char* blocks, const unsigned char* scales,
+                                      const void* W, int wdt, const unsigned char* blocks, int tiled, const unsigned char* scales,
                                       const void* bias, int bdt, float* out, int rows, int cols) {
     int r = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
     if (r >= rows) return;
@@ -127,7 +129,7 @@ extern "C" __global__ void moe_matvec(const float* in, int div, const int* ids, 
         }
         for (int c = lane; cols % 32 == 0 && c < cols / 32; c += 32) {
             float w[32];
-            load32(w, W, wdt, blocks, scales, row, cols, c);
+            load32(w, W, wdt, blocks, tiled, scales, e, r, rows, cols, c);
             #pragma unroll
             for (int j = 0; j < PAIR_TILE; j++) {
                 if (j < n) {
@@ -174,7 +176,7 @@ extern "C" __global__ void moe_combine(const float* y, const float* w, float* ou
 // once per 4 weight rows instead of once per row. Grid: x over row groups, y over pairs.
 #define ROWS_PER_WARP 4
 extern "C" __global__ void moe_matvec_rows4(const float* in, int div, const int* ids,
-                                            const void* W, int wdt, const unsigned char* blocks, const unsigned char* scales,
+                                            const void* W, int wdt, const unsigned char* blocks, int tiled, const unsigned char* scales,
                                             const void* bias, int bdt, float* out, int rows, int cols) {
     int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * ROWS_PER_WARP, lane = threadIdx.x & 31;
     if (r0 >= rows) return;
@@ -196,7 +198,7 @@ extern "C" __global__ void moe_matvec_rows4(const float* in, int div, const int*
         for (int i = 0; i < ROWS_PER_WARP; i++) {
             if (r0 + i < rows) {
                 float w[32];
-                load32(w, W, wdt, blocks, scales, (long long)e * rows + r0 + i, cols, c);
+                load32(w, W, wdt, blocks, tiled, scales, e, r0 + i, rows, cols, c);
                 float s = 0.f;
                 #pragma unroll
                 for (int k = 0; k < 32; k++) s += w[k] * x[k];

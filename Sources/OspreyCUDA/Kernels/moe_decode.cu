@@ -3,7 +3,8 @@
 //   moe_mxfp4_rows_cN  f32 inputs, exact: each e2m1 code placed in an f32 as a subnormal and
 //                      rescaled by 2^126 (no table, no branch); down can apply the SwiGLU on load
 //   moe_mxfp4_q8_cN    int8 inputs (quantize_q8 first), dp4a with a prmt table lookup: the default
-// One warp computes 4 rows of one pair's expert, issuing all of its weight loads before using any.
+// One warp computes 4 rows of one pair's expert, issuing all of its weight loads before using any
+// (blocks as stored: lanes over blocks; tiled, see mx_block: lanes over 4 rows x 8 blocks).
 // Launcher: CUDABackend+Ops.swift (layer "MoEDecode").
 #include "common.cuh"
 
@@ -35,12 +36,13 @@ __device__ __forceinline__ float mxfp4_dot32(uint4 b, const float* x) {
 // any, so the warp waits for memory once. With swiglu_in the input is gu [P, 2 * cols] (gate even,
 // up odd) and h = clamped SwiGLU is computed while loading it.
 #define MX_ROWS 4
-// The packed blocks and scales this lane uses of MX_ROWS rows (blocks c = lane + 32u, u < NC),
-// all loads issued before any is used. Rows past `nr` re-read row 0 (their sums are dropped);
+// The packed blocks and scales this lane uses of rows r0 .. r0 + MX_ROWS - 1 of expert e (blocks
+// c = lane + 32u, u < NC; `blocks` as stored or tiled, see mx_block; sb = the scales of row r0),
+// all loads issued before any is used. Rows past `nr` re-read row r0 (their sums are dropped);
 // blocks past `nb` are zero.
 template <int NC>
-__device__ __forceinline__ void preload_rows(const uint4* wb, const unsigned char* sb, int nb, int nr, int lane,
-                                             uint4 (&w)[NC][MX_ROWS], unsigned char (&sc)[NC][MX_ROWS]) {
+__device__ __forceinline__ void preload_rows(const uint4* blocks, int tiled, int e, int r0, int R, const unsigned char* sb, int nb,
+                                             int nr, int lane, uint4 (&w)[NC][MX_ROWS], unsigned char (&sc)[NC][MX_ROWS]) {
     #pragma unroll
     for (int u = 0; u < NC; u++) {
         int c = lane + 32 * u;
@@ -48,7 +50,7 @@ __device__ __forceinline__ void preload_rows(const uint4* wb, const unsigned cha
         for (int i = 0; i < MX_ROWS; i++) {
             int ri = i < nr ? i : 0;
             bool ok = c < nb;
-            w[u][i] = ok ? wb[(long long)ri * nb + c] : make_uint4(0u, 0u, 0u, 0u);
+            w[u][i] = ok ? blocks[mx_block(e, r0 + ri, c, R, nb, tiled)] : make_uint4(0u, 0u, 0u, 0u);
             sc[u][i] = ok ? sb[(long long)ri * nb + c] : (unsigned char)0;
         }
     }
@@ -56,18 +58,17 @@ __device__ __forceinline__ void preload_rows(const uint4* wb, const unsigned cha
 
 template <int NC>
 __device__ __forceinline__ void mxfp4_rows(const float* in, int div, int swiglu_in, float limit, float alpha, const int* ids,
-                                           const unsigned char* blocks, const unsigned char* scales,
+                                           const unsigned char* blocks, int tiled, const unsigned char* scales,
                                            const void* bias, int bdt, float* out, int rows, int cols) {
     int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * MX_ROWS, lane = threadIdx.x & 31;
     if (r0 >= rows) return;
     int p = blockIdx.y, e = ids[p], nb = cols / 32;
     int nr = min(MX_ROWS, rows - r0);
     long long row0 = (long long)e * rows + r0;
-    const uint4* wb = (const uint4*)blocks + row0 * nb;
     const unsigned char* sb = scales + row0 * nb;
     uint4 w[NC][MX_ROWS];
     unsigned char sc[NC][MX_ROWS];
-    preload_rows<NC>(wb, sb, nb, nr, lane, w, sc);
+    preload_rows<NC>((const uint4*)blocks, tiled, e, r0, rows, sb, nb, nr, lane, w, sc);
     float acc[MX_ROWS];
     #pragma unroll
     for (int i = 0; i < MX_ROWS; i++) acc[i] = 0.f;
@@ -102,13 +103,91 @@ __device__ __forceinline__ void mxfp4_rows(const float* in, int div, int swiglu_
     }
 }
 
+// Tiled blocks (mx_block, tiled == 1) are read with another lane mapping, so that each load
+// instruction of the warp reads whole 64-byte runs: lane l takes row r0 + (l & 3) and blocks
+// c = 8u + (l >> 2) (u < 4 NC: the same 4 NC loads per lane as above), the 4 rows of a block being
+// 64 contiguous bytes there; at the end the 8 lanes of each row add up their shares. Rows past
+// `nr` re-read row r0 (their sums are dropped).
+template <int NC>
+__device__ __forceinline__ void preload_tiled(const uint4* blocks, int e, int r0, int R, const unsigned char* sb, int nb, int nr,
+                                              int lane, uint4 (&w)[4 * NC], unsigned char (&sc)[4 * NC]) {
+    int ri = lane & 3, row = ri < nr ? ri : 0;
+    #pragma unroll
+    for (int u = 0; u < 4 * NC; u++) {
+        int c = 8 * u + (lane >> 2);
+        bool ok = c < nb;
+        w[u] = ok ? blocks[mx_block(e, r0 + row, c, R, nb, 1)] : make_uint4(0u, 0u, 0u, 0u);
+        sc[u] = ok ? sb[(long long)row * nb + c] : (unsigned char)0;
+    }
+}
+
+// The sum over the 8 lanes of one row (lanes l, l ^ 4, l ^ 8, ...): lane r < 4 ends with row r's.
+__device__ __forceinline__ float row_sum_tiled(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 4);
+    v += __shfl_xor_sync(0xffffffffu, v, 8);
+    return v + __shfl_xor_sync(0xffffffffu, v, 16);
+}
+
+// mxfp4_rows over tiled blocks.
+template <int NC>
+__device__ __forceinline__ void mxfp4_rows_tiled(const float* in, int div, int swiglu_in, float limit, float alpha, const int* ids,
+                                                 const unsigned char* blocks, const unsigned char* scales,
+                                                 const void* bias, int bdt, float* out, int rows, int cols) {
+    int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * MX_ROWS, lane = threadIdx.x & 31;
+    if (r0 >= rows) return;
+    int p = blockIdx.y, e = ids[p], nb = cols / 32;
+    int nr = min(MX_ROWS, rows - r0);
+    long long row0 = (long long)e * rows + r0;
+    uint4 w[4 * NC];
+    unsigned char sc[4 * NC];
+    preload_tiled<NC>((const uint4*)blocks, e, r0, rows, scales + row0 * nb, nb, nr, lane, w, sc);
+    float acc = 0.f;
+    #pragma unroll
+    for (int u = 0; u < 4 * NC; u++) {
+        int c = 8 * u + (lane >> 2);
+        if (c >= nb) break;
+        float x[32];
+        if (swiglu_in) {
+            const float4* g = (const float4*)(in + (long long)(p / div) * 2 * cols + c * 64);
+            #pragma unroll
+            for (int q = 0; q < 16; q++) {
+                float4 a = g[q];
+                x[2 * q] = clamped_swiglu(a.x, a.y, limit, alpha);
+                x[2 * q + 1] = clamped_swiglu(a.z, a.w, limit, alpha);
+            }
+        } else {
+            const float4* xv = (const float4*)(in + (long long)(p / div) * cols + c * 32);
+            #pragma unroll
+            for (int q = 0; q < 8; q++) {
+                float4 a = xv[q];
+                x[4 * q] = a.x; x[4 * q + 1] = a.y; x[4 * q + 2] = a.z; x[4 * q + 3] = a.w;
+            }
+        }
+        acc += mxfp4_dot32(w[u], x) * e8m0_to_f32(sc[u]);
+    }
+    float s = row_sum_tiled(acc);
+    if (lane < nr) out[(long long)p * rows + r0 + lane] = s + load_w(bias, row0 + lane, bdt);
+}
+
 #define MXFP4_ROWS_ARGS const float* in, int div, int swiglu_in, float limit, float alpha, const int* ids, \
-    const unsigned char* blocks, const unsigned char* scales, const void* bias, int bdt, float* out, int rows, int cols
-#define MXFP4_ROWS_PASS in, div, swiglu_in, limit, alpha, ids, blocks, scales, bias, bdt, out, rows, cols
-extern "C" __global__ void moe_mxfp4_rows_c1(MXFP4_ROWS_ARGS) { mxfp4_rows<1>(MXFP4_ROWS_PASS); }
-extern "C" __global__ void moe_mxfp4_rows_c2(MXFP4_ROWS_ARGS) { mxfp4_rows<2>(MXFP4_ROWS_PASS); }
-extern "C" __global__ void moe_mxfp4_rows_c3(MXFP4_ROWS_ARGS) { mxfp4_rows<3>(MXFP4_ROWS_PASS); }
-extern "C" __global__ void moe_mxfp4_rows_c4(MXFP4_ROWS_ARGS) { mxfp4_rows<4>(MXFP4_ROWS_PASS); }
+    const unsigned char* blocks, int tiled, const unsigned char* scales, const void* bias, int bdt, float* out, int rows, int cols
+#define MXFP4_ROWS_PASS in, div, swiglu_in, limit, alpha, ids, blocks, tiled, scales, bias, bdt, out, rows, cols
+extern "C" __global__ void moe_mxfp4_rows_c1(MXFP4_ROWS_ARGS) {
+    if (tiled) mxfp4_rows_tiled<1>(in, div, swiglu_in, limit, alpha, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows<1>(MXFP4_ROWS_PASS);
+}
+extern "C" __global__ void moe_mxfp4_rows_c2(MXFP4_ROWS_ARGS) {
+    if (tiled) mxfp4_rows_tiled<2>(in, div, swiglu_in, limit, alpha, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows<2>(MXFP4_ROWS_PASS);
+}
+extern "C" __global__ void moe_mxfp4_rows_c3(MXFP4_ROWS_ARGS) {
+    if (tiled) mxfp4_rows_tiled<3>(in, div, swiglu_in, limit, alpha, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows<3>(MXFP4_ROWS_PASS);
+}
+extern "C" __global__ void moe_mxfp4_rows_c4(MXFP4_ROWS_ARGS) {
+    if (tiled) mxfp4_rows_tiled<4>(in, div, swiglu_in, limit, alpha, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows<4>(MXFP4_ROWS_PASS);
+}
 
 // ---- Decode with 8-bit activations (as llama.cpp's MXFP4 path): the expert input is quantized
 // once per 32 values to int8 with an f32 scale (quantize_q8, which can apply the clamped SwiGLU
@@ -163,20 +242,19 @@ extern "C" __global__ void quantize_q8(const float* x, int swiglu_in, float limi
 
 template <int NC>
 __device__ __forceinline__ void mxfp4_rows_q8(const signed char* xq, const float* xd, int div, const int* ids,
-                                              const unsigned char* blocks, const unsigned char* scales,
+                                              const unsigned char* blocks, int tiled, const unsigned char* scales,
                                               const void* bias, int bdt, float* out, int rows, int cols) {
     int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * MX_ROWS, lane = threadIdx.x & 31;
     if (r0 >= rows) return;
     int p = blockIdx.y, e = ids[p], nb = cols / 32;
     int nr = min(MX_ROWS, rows - r0);
     long long row0 = (long long)e * rows + r0;
-    const uint4* wb = (const uint4*)blocks + row0 * nb;
     const unsigned char* sb = scales + row0 * nb;
     const uint4* xrow = (const uint4*)(xq + (long long)(p / div) * cols);
     const float* drow = xd + (long long)(p / div) * nb;
     uint4 w[NC][MX_ROWS];
     unsigned char sc[NC][MX_ROWS];
-    preload_rows<NC>(wb, sb, nb, nr, lane, w, sc);
+    preload_rows<NC>((const uint4*)blocks, tiled, e, r0, rows, sb, nb, nr, lane, w, sc);
     float acc[MX_ROWS];
     #pragma unroll
     for (int i = 0; i < MX_ROWS; i++) acc[i] = 0.f;
@@ -197,10 +275,50 @@ __device__ __forceinline__ void mxfp4_rows_q8(const signed char* xq, const float
     }
 }
 
-#define MXFP4_Q8_ARGS const signed char* xq, const float* xd, int div, const int* ids, const unsigned char* blocks, \
+// mxfp4_rows_q8 over tiled blocks (the lane mapping of mxfp4_rows_tiled).
+template <int NC>
+__device__ __forceinline__ void mxfp4_rows_q8_tiled(const signed char* xq, const float* xd, int div, const int* ids,
+                                                    const unsigned char* blocks, const unsigned char* scales,
+                                                    const void* bias, int bdt, float* out, int rows, int cols) {
+    int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * MX_ROWS, lane = threadIdx.x & 31;
+    if (r0 >= rows) return;
+    int p = blockIdx.y, e = ids[p], nb = cols / 32;
+    int nr = min(MX_ROWS, rows - r0);
+    long long row0 = (long long)e * rows + r0;
+    const uint4* xrow = (const uint4*)(xq + (long long)(p / div) * cols);
+    const float* drow = xd + (long long)(p / div) * nb;
+    uint4 w[4 * NC];
+    unsigned char sc[4 * NC];
+    preload_tiled<NC>((const uint4*)blocks, e, r0, rows, scales + row0 * nb, nb, nr, lane, w, sc);
+    float acc = 0.f;
+    #pragma unroll
+    for (int u = 0; u < 4 * NC; u++) {
+        int c = 8 * u + (lane >> 2);
+        if (c >= nb) break;
+        uint4 xa = xrow[2 * c], xb = xrow[2 * c + 1];
+        int x8[8] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w, (int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w};
+        acc += (float)mxfp4_dot32_q8(w[u], x8) * (e8m0_to_f32(sc[u]) * drow[c] * 0.5f);  // doubled e2m1 table
+    }
+    float s = row_sum_tiled(acc);
+    if (lane < nr) out[(long long)p * rows + r0 + lane] = s + load_w(bias, row0 + lane, bdt);
+}
+
+#define MXFP4_Q8_ARGS const signed char* xq, const float* xd, int div, const int* ids, const unsigned char* blocks, int tiled, \
     const unsigned char* scales, const void* bias, int bdt, float* out, int rows, int cols
-#define MXFP4_Q8_PASS xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols
-extern "C" __global__ void moe_mxfp4_q8_c1(MXFP4_Q8_ARGS) { mxfp4_rows_q8<1>(MXFP4_Q8_PASS); }
-extern "C" __global__ void moe_mxfp4_q8_c2(MXFP4_Q8_ARGS) { mxfp4_rows_q8<2>(MXFP4_Q8_PASS); }
-extern "C" __global__ void moe_mxfp4_q8_c3(MXFP4_Q8_ARGS) { mxfp4_rows_q8<3>(MXFP4_Q8_PASS); }
-extern "C" __global__ void moe_mxfp4_q8_c4(MXFP4_Q8_ARGS) { mxfp4_rows_q8<4>(MXFP4_Q8_PASS); }
+#define MXFP4_Q8_PASS xq, xd, div, ids, blocks, tiled, scales, bias, bdt, out, rows, cols
+extern "C" __global__ void moe_mxfp4_q8_c1(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<1>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<1>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8_c2(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<2>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<2>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8_c3(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<3>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<3>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8_c4(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<4>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<4>(MXFP4_Q8_PASS);
+}

@@ -11,11 +11,13 @@
 // Limits: K (inputs) a multiple of 32 and at most 4064 (the CTA's scales sit in shared memory),
 // gate_up's rows interleaved gate (even) / up (odd). Launcher: CUDABackend+Grouped.swift.
 // Speed on an H200, gpt-oss-20b's experts (E 32, top-4, H = I = 2880), both GEMMs: 0.29 ms at 16
-// tokens, 0.35 at 64, 0.52 at 256, 0.79 at 512, 1.34 at 1024 (150 TFLOP/s): about 1.2 TB/s of
-// weights where it should stream at 4. Not the DRAM pattern (an L2 prefetch hint changed nothing)
-// nor, by count, instruction issue; a lead: each stage asks 32 bytes of each of 128 lines per CTA, so
-// the SM's outstanding requests carry little data. 128 bytes per row per stage (more than 48 KB
-// of shared memory, with the opt-in) is the next thing to try.
+// tokens, 0.35 at 64, 0.52 at 256, 0.79 at 512, 1.34 at 1024 (150 TFLOP/s) with blocks as stored:
+// about 1.2 TB/s of weights where it should stream at 4. Measured since (2026-11-29): blocks in the
+// tiled layout (mx_block; each stage one contiguous 4 KB run instead of 32 bytes from each of 128
+// rows) took a 64-sequence decode step's GEMMs from 5.49 + 3.33 to 4.83 + 3.06 ms (decode at batch
+// 32 / 64: +9%); the largest shared-memory carveout (5 CTAs per SM) changed nothing. So neither the
+// DRAM pattern nor occupancy is the limit; the per-stage wait + barrier of 4 warps over 64 values is
+// the next suspect (more k per stage, or a warp-specialised producer).
 #include "common.cuh"
 
 // NOTE: the tiling. out[pair, r] = sum_k act[pair, k] * W[e, r, k] is computed transposed, as
@@ -101,17 +103,26 @@ __device__ __forceinline__ void e2m1x8_to_bf16x2(unsigned int w, unsigned int (&
 __device__ __forceinline__ int act_offset(int p, int k) { return p * 128 + ((((k >> 3) ^ ((p & 1) << 2))) << 4) + (k & 7) * 2; }
 
 // Queues stage `step` (blocks 2 step, 2 step + 1 of the CTA's rows; inputs 64 step .. + 64 of its
-// NP pairs) into buffer `buf`; rows, blocks and pairs out of range are zero-filled.
+// NP pairs) into buffer `buf`; rows, blocks and pairs out of range are zero-filled. With tiled
+// weights (`tiles4k` = the CTA's first 4 KB run, see mx_block) the stage's weights are one
+// contiguous 4 KB run, already laid out as the two planes (padding is zeros in memory).
 template <int NP>
 __device__ __forceinline__ void load_stage(unsigned char* smem, int buf, int step, const unsigned short* act, int start, int n,
-                                           const unsigned char* wrows, const unsigned char* blocks, int rowsLeft, int nb, int K) {
+                                           const unsigned char* wrows, const unsigned char* tiles4k, const unsigned char* blocks,
+                                           int rowsLeft, int nb, int K) {
     unsigned char* sW = smem + buf * (GM_STAGE_W + NP * 128);
     unsigned char* sA = sW + GM_STAGE_W;
-    #pragma unroll
-    for (int i = threadIdx.x; i < 2 * GM_ROWS; i += GM_THREADS) {
-        int row = i >> 1, h = i & 1, b = 2 * step + h;
-        bool ok = row < rowsLeft && b < nb;
-        cp_async16(sW + h * GM_PLANE + row * 16, ok ? wrows + ((long long)row * nb + b) * 16 : blocks, ok ? 16 : 0);
+    if (tiles4k) {
+        const unsigned char* run = tiles4k + (long long)step * GM_STAGE_W;
+        #pragma unroll
+        for (int i = threadIdx.x; i < 2 * GM_ROWS; i += GM_THREADS) cp_async16(sW + 16 * i, run + 16 * i, 16);
+    } else {
+        #pragma unroll
+        for (int i = threadIdx.x; i < 2 * GM_ROWS; i += GM_THREADS) {
+            int row = i >> 1, h = i & 1, b = 2 * step + h;
+            bool ok = row < rowsLeft && b < nb;
+            cp_async16(sW + h * GM_PLANE + row * 16, ok ? wrows + ((long long)row * nb + b) * 16 : blocks, ok ? 16 : 0);
+        }
     }
     #pragma unroll
     for (int i = threadIdx.x; i < NP * 8; i += GM_THREADS) {
@@ -129,7 +140,7 @@ __device__ __forceinline__ void load_stage(unsigned char* smem, int buf, int ste
 // bytes of stages, then 128 * K / 32 + 32 of scales.
 template <int MODE, bool MMA, int NP, int STAGES>
 __device__ __forceinline__ void grouped_mxfp4(const unsigned short* act, const int4* tiles, const int* order,
-                                              const unsigned char* blocks, const unsigned char* scales, const void* bias, int bdt,
+                                              const unsigned char* blocks, int tiled, const unsigned char* scales, const void* bias, int bdt,
                                               void* out, int R, int K, float limit, float alpha) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int4 tile = tiles[blockIdx.x];
@@ -139,6 +150,7 @@ __device__ __forceinline__ void grouped_mxfp4(const unsigned short* act, const i
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const long long rowBase = (long long)e * R + r0;
     const unsigned char* wrows = blocks + rowBase * nb * 16;
+    const unsigned char* tiles4k = tiled ? blocks + (((long long)e * ((R + 127) >> 7) + blockIdx.y) * ((nb + 1) >> 1)) * GM_STAGE_W : nullptr;
     constexpr int NT = NP / 8, STAGE = GM_STAGE_W + NP * 128;
 
     // The CTA's scales, rows r0 .. r0 + 127 of expert e: one contiguous run of bytes [s0, s1),
@@ -151,7 +163,7 @@ __device__ __forceinline__ void grouped_mxfp4(const unsigned short* act, const i
         cp_async16(sScale + 16 * i, scales + a0 + 16ll * i, (int)min(16ll, s1 - a0 - 16ll * i));
     }
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < steps) load_stage<NP>(smem, s, s, act, start, n, wrows, blocks, rowsLeft, nb, K);
+        if (s < steps) load_stage<NP>(smem, s, s, act, start, n, wrows, tiles4k, blocks, rowsLeft, nb, K);
         cp_async_commit();
     }
 
@@ -167,7 +179,7 @@ __device__ __forceinline__ void grouped_mxfp4(const unsigned short* act, const i
         cp_async_wait<STAGES - 2>();  // this thread's copies of stage `step` (and of the scales) have landed
         __syncthreads();              // everyone's have, and everyone is done with stage step - 1
         int next = step + STAGES - 1;
-        if (next < steps) load_stage<NP>(smem, next % STAGES, next, act, start, n, wrows, blocks, rowsLeft, nb, K);
+        if (next < steps) load_stage<NP>(smem, next % STAGES, next, act, start, n, wrows, tiles4k, blocks, rowsLeft, nb, K);
         cp_async_commit();
 
         const unsigned char* sW = smem + (step % STAGES) * STAGE;
@@ -276,9 +288,9 @@ __device__ __forceinline__ void grouped_mxfp4(const unsigned short* act, const i
     }
 }
 
-#define GROUPED_ARGS const unsigned short* act, const int4* tiles, const int* order, const unsigned char* blocks, \
+#define GROUPED_ARGS const unsigned short* act, const int4* tiles, const int* order, const unsigned char* blocks, int tiled, \
     const unsigned char* scales, const void* bias, int bdt, void* out, int R, int K, float limit, float alpha
-#define GROUPED_PASS act, tiles, order, blocks, scales, bias, bdt, out, R, K, limit, alpha
+#define GROUPED_PASS act, tiles, order, blocks, tiled, scales, bias, bdt, out, R, K, limit, alpha
 // Tiles of 32 pairs, 4 stages (44 KB of shared memory at K = 2,880), and of 64 pairs, 3 stages
 // (48 KB), for batches averaging 32+ pairs per expert (half the weight and input traffic per FLOP).
 extern "C" __global__ void moe_mxfp4_mma_gate_up(GROUPED_ARGS) { grouped_mxfp4<GM_GATE_UP, true, 32, 4>(GROUPED_PASS); }

@@ -38,16 +38,33 @@ __device__ __forceinline__ unsigned int e2m1_pair_to_bf16(unsigned int byte, uns
     return lo | (hi << 16);
 }
 
-extern "C" __global__ void mxfp4_to_bf16(const unsigned char* blocks, const unsigned char* scales, unsigned short* W, long long nwords) {
+// W [ne, R, nb * 32] bf16 = experts e0 .. e0 + ne - 1 expanded; `blocks` the whole tensor, as
+// stored or tiled (see mx_block), `scales` the whole [E, R, nb]. One thread per 4 packed bytes,
+// taken in the order they are stored (coalesced reads; tiled, the padding is skipped).
+extern "C" __global__ void mxfp4_to_bf16(const unsigned char* blocks, int tiled, const unsigned char* scales, unsigned short* W,
+                                         int e0, int ne, int R, int nb) {
+    const long long RT = (R + 127) >> 7, NB2 = (nb + 1) >> 1;
+    const long long perExpert = tiled ? RT * NB2 * 256 : (long long)R * nb;  // 16-byte blocks per expert as stored here
+    const long long nwords = ne * perExpert * 4, first = e0 * perExpert;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < nwords; i += (long long)gridDim.x * blockDim.x) {
-        unsigned int word = ((const unsigned int*)blocks)[i];
-        unsigned int s = scales[i >> 2];
+        long long pos = first + (i >> 2);  // the block's position in `blocks`
+        long long B = pos;                 // its index as stored, (e * R + r) * nb + b
+        if (tiled) {
+            long long e = pos / perExpert, in = pos % perExpert;
+            int rr = (int)(in & 127), h = (int)((in >> 7) & 1);
+            long long pair = (in >> 8) % NB2, rt = (in >> 8) / NB2;
+            int r = (int)(rt * 128 + rr), b = (int)(2 * pair + h);
+            if (r >= R || b >= nb) continue;  // padding
+            B = (e * R + r) * nb + b;
+        }
+        unsigned int word = ((const unsigned int*)blocks)[pos * 4 + (i & 3)];
+        unsigned int s = scales[B];
         uint4 o;
         o.x = e2m1_pair_to_bf16(word & 0xffu, s);
         o.y = e2m1_pair_to_bf16((word >> 8) & 0xffu, s);
         o.z = e2m1_pair_to_bf16((word >> 16) & 0xffu, s);
         o.w = e2m1_pair_to_bf16(word >> 24, s);
-        ((uint4*)W)[i] = o;
+        ((uint4*)W)[(B - (long long)e0 * R * nb) * 4 + (i & 3)] = o;
     }
 }
 

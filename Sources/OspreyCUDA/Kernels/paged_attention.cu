@@ -1,12 +1,16 @@
-// Paged attention for continuous batching, f32 throughout. The keys and values of every sequence
-// sit in fixed-size blocks of one cache [rows, Hkv, D]: position p of sequence s is cache row
-// table[s][p / bs] * bs + p % bs. Sequence s owns query rows qstart[s] ..< qstart[s + 1]; its row
-// i (n rows) is at position ctx[s] - n + i and sees keys j <= p with p - j < window (window 0: no
-// window). The sink adds exp(sink - M) to the softmax denominator only. Same math as attention.cu.
+// Paged attention for continuous batching, f32 math throughout. The keys and values of every
+// sequence sit in fixed-size blocks of one cache [rows, Hkv, D]: position p of sequence s is cache
+// row table[s][p / bs] * bs + p % bs. Sequence s owns query rows qstart[s] ..< qstart[s + 1]; its
+// row i (n rows) is at position ctx[s] - n + i and sees keys j <= p with p - j < window (window 0:
+// no window). The sink adds exp(sink - M) to the softmax denominator only. Same math as attention.cu.
 // A table entry a query can see must name a block inside the cache (the CPU oracle checks this);
 // here an entry that does not (-1, or past the cache) is never read: paged_rows skips the key and
 // paged_prefill stages it as zeros.
-//   write_kv, write_kv4  a step's k/v rows into their cache slots; slot < 0 or past the cache: skipped.
+// The cache holds f32 or bf16, and each kernel that touches it comes in both: the name as listed
+// for f32, with a _bf16 suffix for bf16, which rounds to nearest even as it writes (f32_to_bf16_rne, as
+// OspreyCore's bf16Bits) and widens to f32 as it loads from global memory, so registers and
+// shared memory hold f32 either way (attend_chunk serves both) and only the bytes read change.
+//   write_kv, write_kv4  a step's f32 k/v rows into their cache slots; slot < 0 or past the cache: skipped.
 //   paged_rows_dNN_hHB  decode, and sequences with few queries: one block of 4 warps per (query row,
 //                  kv head, up to HB query heads of that kv head's group, key split), so each key
 //                  and value row is read from global memory once for all those heads. Warps take
@@ -17,7 +21,7 @@
 //                  merge at the end. With splits > 1 (few sequences, long contexts: too few blocks
 //                  for the GPU otherwise) a block takes one slice of the visible keys and writes an
 //                  unnormalised partial (max, sum, values) that paged_merge combines with the sink.
-//                  NN = 16/32/64/128 (float4 key loads, accumulators in registers) or 0 (any D <= 256).
+//                  NN = 16/32/64/128 (vector key loads, accumulators in registers) or 0 (any D <= 256).
 //   paged_prefill_dNN  sequences with many queries (head sizes 16/32/64): attention.cu's prefill
 //                  scheme on the paged cache. One thread per query, a block per (128 queries of one
 //                  sequence, head); chunks of 32 keys staged in shared memory with coalesced loads
@@ -27,28 +31,70 @@
 // paged_prefill's, and a block with nothing to do returns at once.
 #include "common.cuh"
 
+// MARK: - cache element loads and stores
+
+typedef unsigned short bf16_t;
+
+// Cache values widened to f32: one at element i, or 2 / 4 consecutive ones at p (aligned to
+// their size). bf16 pairs are widened in registers: the low half of a 32-bit word is the first value.
+__device__ __forceinline__ float kv_load(const float* p, long long i) { return p[i]; }
+__device__ __forceinline__ float kv_load(const bf16_t* p, long long i) { return bf16_to_f32(p[i]); }
+__device__ __forceinline__ float kv_lo(unsigned int u) { return __uint_as_float(u << 16); }
+__device__ __forceinline__ float kv_hi(unsigned int u) { return __uint_as_float(u & 0xffff0000u); }
+__device__ __forceinline__ float2 kv_load2(const float* p) { return *(const float2*)p; }
+__device__ __forceinline__ float2 kv_load2(const bf16_t* p) {
+    unsigned int u = *(const unsigned int*)p;
+    return make_float2(kv_lo(u), kv_hi(u));
+}
+__device__ __forceinline__ float4 kv_load4(const float* p) { return *(const float4*)p; }
+__device__ __forceinline__ float4 kv_load4(const bf16_t* p) {
+    uint2 u = *(const uint2*)p;
+    return make_float4(kv_lo(u.x), kv_hi(u.x), kv_lo(u.y), kv_hi(u.y));
+}
+
+// f32 values to cache values: as they are, or rounded to bf16 (nearest even, as OspreyCore's bf16Bits).
+__device__ __forceinline__ void kv_store(float* p, long long i, float x) { p[i] = x; }
+__device__ __forceinline__ void kv_store(bf16_t* p, long long i, float x) { p[i] = f32_to_bf16_rne(x); }
+__device__ __forceinline__ void kv_store4(float* p, long long i, float4 x) { ((float4*)p)[i] = x; }
+__device__ __forceinline__ void kv_store4(bf16_t* p, long long i, float4 x) {
+    uint2 u;
+    u.x = (unsigned int)f32_to_bf16_rne(x.x) | ((unsigned int)f32_to_bf16_rne(x.y) << 16);
+    u.y = (unsigned int)f32_to_bf16_rne(x.z) | ((unsigned int)f32_to_bf16_rne(x.w) << 16);
+    ((uint2*)p)[i] = u;
+}
+
 // MARK: - write_kv
 
-template <typename V>
-__device__ __forceinline__ void write_kv_impl(const V* k, const V* v, V* kc, V* vc, const int* slots, int T, int W, int rows) {
-    long long total = (long long)T * W;
+// Row t of k and v ([T, W] with W = Hkv * D) to row slots[t] of the caches; one thread per value
+// (V = float), or per 4 values (V = float4, W counted in float4s, every pointer 16-byte aligned).
+template <typename V, typename T>
+__device__ __forceinline__ void write_kv_impl(const V* k, const V* v, T* kc, T* vc, const int* slots, int T_, int W, int rows) {
+    long long total = (long long)T_ * W;
     for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x) {
         int slot = slots[e / W];
         if (slot < 0 || slot >= rows) continue;
         long long dst = (long long)slot * W + e % W;
-        kc[dst] = k[e];
-        vc[dst] = v[e];
+        if constexpr (sizeof(V) == sizeof(float4)) {
+            kv_store4(kc, dst, k[e]);
+            kv_store4(vc, dst, v[e]);
+        } else {
+            kv_store(kc, dst, k[e]);
+            kv_store(vc, dst, v[e]);
+        }
     }
 }
 
-// Row t of k and v ([T, W] with W = Hkv * D) to row slots[t] of the caches; one thread per value.
 extern "C" __global__ void write_kv(const float* k, const float* v, float* kc, float* vc, const int* slots, int T, int W, int rows) {
-    write_kv_impl<float>(k, v, kc, vc, slots, T, W, rows);
+    write_kv_impl<float, float>(k, v, kc, vc, slots, T, W, rows);
 }
-
-// The same with one thread per 4 values (W4 = W / 4; every pointer 16-byte aligned).
-extern "C" __global__ void write_kv4(const float4* k, const float4* v, float4* kc, float4* vc, const int* slots, int T, int W4, int rows) {
-    write_kv_impl<float4>(k, v, kc, vc, slots, T, W4, rows);
+extern "C" __global__ void write_kv4(const float4* k, const float4* v, float* kc, float* vc, const int* slots, int T, int W4, int rows) {
+    write_kv_impl<float4, float>(k, v, kc, vc, slots, T, W4, rows);
+}
+extern "C" __global__ void write_kv_bf16(const float* k, const float* v, bf16_t* kc, bf16_t* vc, const int* slots, int T, int W, int rows) {
+    write_kv_impl<float, bf16_t>(k, v, kc, vc, slots, T, W, rows);
+}
+extern "C" __global__ void write_kv4_bf16(const float4* k, const float4* v, bf16_t* kc, bf16_t* vc, const int* slots, int T, int W4, int rows) {
+    write_kv_impl<float4, bf16_t>(k, v, kc, vc, slots, T, W4, rows);
 }
 
 // MARK: - paged_rows
@@ -63,7 +109,7 @@ __device__ __forceinline__ int cache_row(const int* tb, int j, int bs, int rows)
     return b >= 0 && r < rows ? (int)r : -1;
 }
 
-#define PAGED_ARGS const float* q, const float* kc, const float* vc, const void* sinks, int sdt, float* out, \
+#define PAGED_ARGS(T) const float* q, const T* kc, const T* vc, const void* sinks, int sdt, float* out, \
     const int* qstart, const int* ctxlen, const int* table, int maxBlocks, int bs, int rows, \
     int Hq, int Hkv, int window, float scale, int limit
 #define PAGED_PASS q, kc, vc, sinks, sdt, out, qstart, ctxlen, table, maxBlocks, bs, rows, Hq, Hkv, window, scale, limit
@@ -73,8 +119,9 @@ template <int DC, int DPL>
 __device__ __forceinline__ int lane_dim(int lane, int i) { return DC == 64 || DC == 128 ? lane * DPL + i : lane + 32 * i; }
 
 // grid (query row within its sequence, (kv head * head chunks + chunk) * splits + split, sequence); 128 threads.
-template <int DC, int HB>
-__device__ __forceinline__ void paged_rows(PAGED_ARGS, int Darg, int splits, float* pm, float* pl, float* pacc) {
+// T: the cache's element type (float or bf16_t).
+template <int DC, int HB, typename T>
+__device__ __forceinline__ void paged_rows(PAGED_ARGS(T), int Darg, int splits, float* pm, float* pl, float* pacc) {
     constexpr int NA = DC > 0 ? DC : ROWS_MAX_D;
     constexpr int DPL = (NA + 31) / 32;
     const int D = DC > 0 ? DC : Darg;
@@ -107,8 +154,8 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS, int Darg, int splits, flo
     int klo = lo + split * per, khi = min(p + 1, klo + per);
     const int* tb = table + (long long)s * maxBlocks;
     long long stride = (long long)Hkv * D;
-    const float* kb = kc + (long long)kvh * D;
-    const float* vb = vc + (long long)kvh * D;
+    const T* kb = kc + (long long)kvh * D;
+    const T* vb = vc + (long long)kvh * D;
 
     float m[HB], l[HB], acc[HB][DPL];  // l: this lane's share of the sum (added up across the warp at the end)
     #pragma unroll
@@ -124,11 +171,24 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS, int Darg, int splits, flo
         #pragma unroll
         for (int g = 0; g < HB; g++) sc[g] = 0.f;
         if (row >= 0) {
-            const float* kr = kb + row * stride;
-            if constexpr (DC > 0 && DC % 4 == 0) {
+            const T* kr = kb + row * stride;
+            if constexpr (DC > 0 && DC % 8 == 0 && sizeof(T) == 2) {
+                // bf16: 8 values per 16-byte load.
+                #pragma unroll
+                for (int c = 0; c < DC / 8; c++) {
+                    uint4 u = ((const uint4*)kr)[c];
+                    float kk[8] = {kv_lo(u.x), kv_hi(u.x), kv_lo(u.y), kv_hi(u.y), kv_lo(u.z), kv_hi(u.z), kv_lo(u.w), kv_hi(u.w)};
+                    #pragma unroll
+                    for (int g = 0; g < HB; g++) {
+                        float4 qa = ((const float4*)sq[g])[2 * c], qb = ((const float4*)sq[g])[2 * c + 1];
+                        sc[g] += qa.x * kk[0] + qa.y * kk[1] + qa.z * kk[2] + qa.w * kk[3]
+                               + qb.x * kk[4] + qb.y * kk[5] + qb.z * kk[6] + qb.w * kk[7];
+                    }
+                }
+            } else if constexpr (DC > 0 && DC % 4 == 0) {
                 #pragma unroll
                 for (int c = 0; c < DC / 4; c++) {
-                    float4 kk = ((const float4*)kr)[c];
+                    float4 kk = kv_load4(kr + 4 * c);
                     #pragma unroll
                     for (int g = 0; g < HB; g++) {
                         float4 qq = ((const float4*)sq[g])[c];
@@ -137,7 +197,7 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS, int Darg, int splits, flo
                 }
             } else {
                 for (int d = 0; d < D; d++) {
-                    float kk = kr[d];
+                    float kk = kv_load(kr, d);
                     #pragma unroll
                     for (int g = 0; g < HB; g++) sc[g] += sq[g][d] * kk;
                 }
@@ -162,19 +222,19 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS, int Darg, int splits, flo
         for (int jj = 0; jj < count; jj++) {
             int r = srow[warp][jj];
             if (r < 0) continue;
-            const float* vr = vb + r * stride;
+            const T* vr = vb + r * stride;
             float vv[DPL];
             if constexpr (DC == 64) {
-                float2 x = ((const float2*)vr)[lane];
+                float2 x = kv_load2(vr + 2 * lane);
                 vv[0] = x.x; vv[1] = x.y;
             } else if constexpr (DC == 128) {
-                float4 x = ((const float4*)vr)[lane];
+                float4 x = kv_load4(vr + 4 * lane);
                 vv[0] = x.x; vv[1] = x.y; vv[2] = x.z; vv[3] = x.w;
             } else {
                 #pragma unroll
                 for (int k = 0; k < DPL; k++) {
                     int d = lane + 32 * k;
-                    vv[k] = d < D ? vr[d] : 0.f;
+                    vv[k] = d < D ? kv_load(vr, d) : 0.f;
                 }
             }
             float pj[HB];
@@ -233,28 +293,48 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS, int Darg, int splits, flo
     }
 }
 
-#define ROWS_ARGS PAGED_ARGS, int D, int splits, float* pm, float* pl, float* pacc
+#define ROWS_ARGS(T) PAGED_ARGS(T), int D, int splits, float* pm, float* pl, float* pacc
 #define ROWS_PASS PAGED_PASS, D, splits, pm, pl, pacc
-extern "C" __global__ void paged_rows_d0_h1(ROWS_ARGS) { paged_rows<0, 1>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h2(ROWS_ARGS) { paged_rows<0, 2>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h4(ROWS_ARGS) { paged_rows<0, 4>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h8(ROWS_ARGS) { paged_rows<0, 8>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h1(ROWS_ARGS) { paged_rows<16, 1>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h2(ROWS_ARGS) { paged_rows<16, 2>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h4(ROWS_ARGS) { paged_rows<16, 4>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h8(ROWS_ARGS) { paged_rows<16, 8>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h1(ROWS_ARGS) { paged_rows<32, 1>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h2(ROWS_ARGS) { paged_rows<32, 2>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h4(ROWS_ARGS) { paged_rows<32, 4>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h8(ROWS_ARGS) { paged_rows<32, 8>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h1(ROWS_ARGS) { paged_rows<64, 1>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h2(ROWS_ARGS) { paged_rows<64, 2>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h4(ROWS_ARGS) { paged_rows<64, 4>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h8(ROWS_ARGS) { paged_rows<64, 8>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h1(ROWS_ARGS) { paged_rows<128, 1>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h2(ROWS_ARGS) { paged_rows<128, 2>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h4(ROWS_ARGS) { paged_rows<128, 4>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h8(ROWS_ARGS) { paged_rows<128, 8>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h1(ROWS_ARGS(float)) { paged_rows<0, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h2(ROWS_ARGS(float)) { paged_rows<0, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h4(ROWS_ARGS(float)) { paged_rows<0, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h8(ROWS_ARGS(float)) { paged_rows<0, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h1(ROWS_ARGS(float)) { paged_rows<16, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h2(ROWS_ARGS(float)) { paged_rows<16, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h4(ROWS_ARGS(float)) { paged_rows<16, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h8(ROWS_ARGS(float)) { paged_rows<16, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h1(ROWS_ARGS(float)) { paged_rows<32, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h2(ROWS_ARGS(float)) { paged_rows<32, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h4(ROWS_ARGS(float)) { paged_rows<32, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h8(ROWS_ARGS(float)) { paged_rows<32, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h1(ROWS_ARGS(float)) { paged_rows<64, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h2(ROWS_ARGS(float)) { paged_rows<64, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h4(ROWS_ARGS(float)) { paged_rows<64, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h8(ROWS_ARGS(float)) { paged_rows<64, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h1(ROWS_ARGS(float)) { paged_rows<128, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h2(ROWS_ARGS(float)) { paged_rows<128, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h4(ROWS_ARGS(float)) { paged_rows<128, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h8(ROWS_ARGS(float)) { paged_rows<128, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<0, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<0, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<0, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<0, 8, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<16, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<16, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<16, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<16, 8, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<32, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<32, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<32, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<32, 8, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<64, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<64, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<64, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<64, 8, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<128, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<128, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<128, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<128, 8, bf16_t>(ROWS_PASS); }
 
 // out[th] from the splits' partials of row-head th = t * Hq + h: one block per row-head, threads over D.
 extern "C" __global__ void paged_merge(const float* pm, const float* pl, const float* pacc, const void* sinks, int sdt,
@@ -279,9 +359,10 @@ extern "C" __global__ void paged_merge(const float* pm, const float* pl, const f
 
 // MARK: - paged_prefill
 
-// grid (tile of 128 queries within its sequence, head, sequence); 128 threads.
-template <int D>
-__device__ __forceinline__ void paged_prefill(PAGED_ARGS) {
+// grid (tile of 128 queries within its sequence, head, sequence); 128 threads. T: the cache's
+// element type; a chunk is widened to f32 as it is staged.
+template <int D, typename T>
+__device__ __forceinline__ void paged_prefill(PAGED_ARGS(T)) {
     constexpr int D4 = D / 4;
     __shared__ float4 sK[32][D4];
     __shared__ float4 sV[32][D4];
@@ -310,8 +391,8 @@ __device__ __forceinline__ void paged_prefill(PAGED_ARGS) {
             int j = e / D4, c = e % D4, key = base + j;
             int row = key < hi ? cache_row(tb, key, bs, rows) : -1;
             float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
-            sK[j][c] = row >= 0 ? ((const float4*)(kc + row * stride + (long long)kvh * D))[c] : zero;
-            sV[j][c] = row >= 0 ? ((const float4*)(vc + row * stride + (long long)kvh * D))[c] : zero;
+            sK[j][c] = row >= 0 ? kv_load4(kc + row * stride + (long long)kvh * D + 4 * c) : zero;
+            sV[j][c] = row >= 0 ? kv_load4(vc + row * stride + (long long)kvh * D + 4 * c) : zero;
         }
         __syncthreads();
         // This query's visible keys in the chunk: [jlo, jhi).
@@ -335,6 +416,9 @@ __device__ __forceinline__ void paged_prefill(PAGED_ARGS) {
     for (int d = 0; d < D; d++) orow[d] = acc[d] * c / L;
 }
 
-extern "C" __global__ void paged_prefill_d16(PAGED_ARGS) { paged_prefill<16>(PAGED_PASS); }
-extern "C" __global__ void paged_prefill_d32(PAGED_ARGS) { paged_prefill<32>(PAGED_PASS); }
-extern "C" __global__ void paged_prefill_d64(PAGED_ARGS) { paged_prefill<64>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d16(PAGED_ARGS(float)) { paged_prefill<16, float>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d32(PAGED_ARGS(float)) { paged_prefill<32, float>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d64(PAGED_ARGS(float)) { paged_prefill<64, float>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d16_bf16(PAGED_ARGS(bf16_t)) { paged_prefill<16, bf16_t>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d32_bf16(PAGED_ARGS(bf16_t)) { paged_prefill<32, bf16_t>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d64_bf16(PAGED_ARGS(bf16_t)) { paged_prefill<64, bf16_t>(PAGED_PASS); }

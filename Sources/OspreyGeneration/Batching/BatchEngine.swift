@@ -23,9 +23,15 @@ public struct BatchConfig: Sendable {
     public var memoryFraction = 0.8
     /// Positions the CPU pool holds per group when `numBlocks` is nil.
     public var cpuTokens = 16_384
+    /// What the KV pool stores: bf16 (half the bytes of f32, so twice the blocks fit and a decode
+    /// step reads half as much; keys and values are rounded to nearest even as they are written)
+    /// or f32 (the one-sequence caches' precision).
+    public var kvDType = DType.bf16
 
-    public init(blockSize: Int = 32, numBlocks: Int? = nil, maxBatchTokens: Int = 2048, maxSequences: Int = 256) {
+    public init(blockSize: Int = 32, numBlocks: Int? = nil, maxBatchTokens: Int = 2048, maxSequences: Int = 256,
+                kvDType: DType = .bf16) {
         (self.blockSize, self.numBlocks, self.maxBatchTokens, self.maxSequences) = (blockSize, numBlocks, maxBatchTokens, maxSequences)
+        self.kvDType = kvDType
     }
 }
 
@@ -65,11 +71,14 @@ public final class BatchEngine {
 
     /// An engine over `model` with a KV pool sized by `config`.
     public init(model: any LanguageModel, config: BatchConfig = BatchConfig()) throws {
+        guard PagedKVCache.dtypes.contains(config.kvDType) else {
+            throw BatchError.invalidSetting("kvDType \(config.kvDType): the KV pool stores bf16 or f32")
+        }
         let (layout, slots) = try KVBlockLayout.grouping(layerWindows: model.attentionWindows, blockSize: config.blockSize)
         let numBlocks = try config.numBlocks ?? Self.blocksFitting(model: model, layout: layout, slots: slots, config: config)
         scheduler = try Scheduler(layout: layout, numBlocks: numBlocks, maxBatchTokens: config.maxBatchTokens,
                                   maxSequences: config.maxSequences)
-        runner = try ModelRunner(model: model, layout: layout, layerSlots: slots, blockCount: numBlocks)
+        runner = try ModelRunner(model: model, layout: layout, layerSlots: slots, blockCount: numBlocks, kvDType: config.kvDType)
         (self.model, self.config) = (model, config)
         started = clock.now
     }
@@ -128,12 +137,13 @@ public final class BatchEngine {
         return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 
-    /// Blocks for the pool when the config does not say: a share of the free GPU memory, or
-    /// `cpuTokens` positions per group on the CPU.
+    /// Blocks for the pool when the config does not say: a share of the free GPU memory (blocks of
+    /// `config.kvDType`), or `cpuTokens` positions per group on the CPU.
     static func blocksFitting(model: any LanguageModel, layout: KVBlockLayout, slots: [KVBlockLayout.LayerSlot],
                               config: BatchConfig) throws -> Int {
         let groupSize = (slots.map(\.index).max() ?? 0) + 1
-        let perBlock = PagedKVCache.bytesPerBlock(groupSize: groupSize, blockSize: config.blockSize, rowShape: model.kvRowShape)
+        let perBlock = PagedKVCache.bytesPerBlock(groupSize: groupSize, blockSize: config.blockSize, rowShape: model.kvRowShape,
+                                                  dtype: config.kvDType)
         guard let cuda = model.backend as? CUDABackend else {
             return layout.groupCount * layout.blockCount(covering: config.cpuTokens)
         }

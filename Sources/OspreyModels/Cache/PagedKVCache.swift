@@ -4,7 +4,11 @@
 // physical block belongs to one (sequence, group) at a time and holds `blockSize` positions of
 // every layer of that group, so there is one key tensor and one value tensor per position within a
 // group, [numBlocks * blockSize, Hkv, D] each, and layer l reads tensor `index(l)` through the block
-// table of `group(l)`. Which blocks a sequence owns is the block manager's business (plain
+// table of `group(l)`. The pool stores bf16 by default, as transformers and vLLM do for a bf16
+// model: at high concurrency a decode step is bound by reading the keys and values, so halving
+// their bytes halves that time and doubles the blocks that fit; the step's f32 keys and values are
+// rounded to nearest even as they are written, and widened back to f32 as attention reads them.
+// f32 stays selectable (exact agreement with the one-sequence caches, which keep f32). Which blocks a sequence owns is the block manager's business (plain
 // bookkeeping in OspreyGeneration); the runner turns that into a `PagedStep` of device tensors and
 // sets it here before each forward pass, so the model code never changes.
 import OspreyCore
@@ -31,29 +35,37 @@ public final class PagedKVCache: AttentionCache {
     public let blockCount: Int
     /// Per layer: its group and its index within the group.
     public let layerSlots: [(group: Int, index: Int)]
-    /// Per index within a group: keys and values, [blockCount * blockSize, Hkv, D] f32.
+    /// Element type of `keys` and `values`: bf16 or f32.
+    public let dtype: DType
+    /// Per index within a group: keys and values, [blockCount * blockSize, Hkv, D] of `dtype`.
     public let keys: [Tensor]
     public let values: [Tensor]
     /// The step being run; the runner sets it before each forward pass.
     public var step: PagedStep?
 
     /// Allocates the pool on `backend`: `layerSlots` maps each layer to (group, index) with
-    /// indices 0..<groupSize; `rowShape` is [Hkv, D].
+    /// indices 0..<groupSize; `rowShape` is [Hkv, D]; `dtype` (bf16 or f32) is what the pool stores.
     public init(layerSlots: [(group: Int, index: Int)], blockCount: Int, blockSize: Int, rowShape: [Int],
-                backend: any Backend) throws {
+                dtype: DType = .bf16, backend: any Backend) throws {
         guard blockCount > 0, blockSize > 0, !layerSlots.isEmpty else {
             throw CacheError.badUpdate("a paged cache of \(blockCount) blocks of \(blockSize) positions for \(layerSlots.count) layers")
         }
+        guard Self.dtypes.contains(dtype) else {
+            throw CacheError.badUpdate("a paged cache of \(dtype): the pool stores bf16 or f32")
+        }
         let groupSize = (layerSlots.map(\.index).max() ?? 0) + 1
         let rows = Shape([blockCount * blockSize] + rowShape)
-        (self.layerSlots, self.blockCount, self.blockSize) = (layerSlots, blockCount, blockSize)
-        keys = try (0..<groupSize).map { _ in try backend.makeBuffer(rows, dtype: .f32) }
-        values = try (0..<groupSize).map { _ in try backend.makeBuffer(rows, dtype: .f32) }
+        (self.layerSlots, self.blockCount, self.blockSize, self.dtype) = (layerSlots, blockCount, blockSize, dtype)
+        keys = try (0..<groupSize).map { _ in try backend.makeBuffer(rows, dtype: dtype) }
+        values = try (0..<groupSize).map { _ in try backend.makeBuffer(rows, dtype: dtype) }
     }
 
-    /// Bytes one block takes (keys and values of every layer of a group).
-    public static func bytesPerBlock(groupSize: Int, blockSize: Int, rowShape: [Int]) -> Int {
-        2 * groupSize * blockSize * rowShape.reduce(1, *) * DType.f32.byteCount(elements: 1)
+    /// The element types a pool may store.
+    public static let dtypes: [DType] = [.bf16, .f32]
+
+    /// Bytes one block takes (keys and values of every layer of a group) when the pool stores `dtype`.
+    public static func bytesPerBlock(groupSize: Int, blockSize: Int, rowShape: [Int], dtype: DType) -> Int {
+        2 * groupSize * dtype.byteCount(elements: blockSize * rowShape.reduce(1, *))
     }
 
     private func current() throws -> PagedStep {
