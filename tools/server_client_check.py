@@ -28,6 +28,17 @@ the shape of the answers, never on their words):
     streaming (created first, completed/incomplete last, sequence numbers, output_text deltas equal
     the non-streamed output_text), the raw `event: NAME\\ndata: JSON` framing, a function_call /
     function_call_output round trip as input items, previous_response_id -> 400.
+
+With --tool-caller the server must serve Models/osprey-tiny-tool-caller (tools/train_tool_caller.py), a
+model trained to call get_weather(city), and only these checks run, on the replies' exact words:
+  - chat: a weather question -> finish_reason "tool_calls", get_weather with {"city": ...} from the
+    question; the assistant message object sent back with a `tool` result -> a final answer (stop),
+    with reasoning_content, no special tokens;
+  - the same call streamed: delta.tool_calls assembled by index equal the non-streamed call;
+  - Responses: a function_call output item (and its streamed function_call_arguments.done), then the
+    call and a function_call_output as input items -> the answer;
+  - tool_choice: small talk gets an answer under "auto" but a get_weather call when the function is
+    named or "required" (the server prefills the call header); "none" gets an answer; Responses too.
 """
 from __future__ import annotations
 
@@ -279,8 +290,8 @@ class Checker:
             except ValueError:
                 # The model chose the arguments: a random model may write anything. Report, don't fail.
                 self.note("tools", f"tool call arguments are not JSON (random model): {call.function.arguments!r}")
-        if calls:
-            expect(c.finish_reason == "tool_calls", f"tool calls but finish_reason {c.finish_reason!r}")
+        if calls:  # "length" when max_tokens cut the call
+            expect(c.finish_reason in ("tool_calls", "length"), f"tool calls but finish_reason {c.finish_reason!r}")
         else:
             expect(isinstance(c.message.content, str), f"no tool call and content {c.message.content!r}")
             self.no_special(c.message.content, "content")
@@ -571,6 +582,121 @@ class Checker:
         return f"{len(events)} events, status {r.status}, {u.output_tokens} tokens"
 
 
+class ToolCallerChecker(Checker):
+    """Checks against Models/osprey-tiny-tool-caller (tools/train_tool_caller.py): a model trained to call
+    get_weather(city) for weather questions, to answer a tool result with reasoning and a sentence, and
+    to answer small talk without a call. Its replies are known, so these checks are on their words."""
+
+    TOOL = {"type": "function", "function": {
+        "name": "get_weather", "description": "Get the current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The city, e.g. Paris"}},
+                       "required": ["city"]}}}
+    RESPONSES_TOOL = {"type": "function", **TOOL["function"]}
+    RESULT = {"temperature": 21, "condition": "sunny"}
+    ANSWER = "It is 21 degrees and sunny in {city}."
+
+    def weather_call(self, call, city):
+        expect(call.type == "function" and isinstance(call.id, str) and call.id, f"tool call {call}")
+        expect(call.function.name == "get_weather", f"called {call.function.name!r}")
+        try:
+            args = json.loads(call.function.arguments)
+        except ValueError:
+            raise CheckFailed(f"arguments are not JSON: {call.function.arguments!r}")
+        expect(args == {"city": city}, f"arguments {args}, expected {{'city': {city!r}}}")
+
+    def check_round_trip(self):
+        messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+        r = self.chat(messages=messages, tools=[self.TOOL], temperature=0, max_tokens=48)
+        c = r.choices[0]
+        expect(c.finish_reason == "tool_calls", f"finish_reason {c.finish_reason!r}, message {c.message}")
+        expect(len(c.message.tool_calls or []) == 1, f"tool_calls {c.message.tool_calls}")
+        call = c.message.tool_calls[0]
+        self.weather_call(call, "Paris")
+        expect(not c.message.content, f"content beside the call: {c.message.content!r}")
+        self.usage_ok(r.usage, 48, c.finish_reason, "usage")
+        # The client's usual loop: the assistant message object goes back as is, then the result.
+        messages += [c.message, {"role": "tool", "tool_call_id": call.id, "content": json.dumps(self.RESULT)}]
+        r2 = self.chat(messages=messages, tools=[self.TOOL], temperature=0, max_tokens=64)
+        c2 = r2.choices[0]
+        expect(c2.finish_reason == "stop" and not c2.message.tool_calls, f"follow-up: {c2.finish_reason!r} {c2.message}")
+        self.no_special(c2.message.content, "content")
+        expect(c2.message.content == self.ANSWER.format(city="Paris"), f"follow-up content {c2.message.content!r}")
+        reasoning = (c2.message.model_extra or {}).get("reasoning_content")
+        self.no_special(reasoning, "reasoning_content")
+        expect(reasoning, f"no reasoning_content in the follow-up: {c2.message}")
+        return f"get_weather({call.function.arguments}) -> {c2.message.content!r}"
+
+    def check_stream(self):
+        kw = dict(messages=[{"role": "user", "content": "What's the weather like in Tokyo?"}], tools=[self.TOOL],
+                  temperature=0, max_tokens=48)
+        calls, content, finishes = {}, "", []
+        for ch in self.chat(**kw, stream=True):
+            if not ch.choices:
+                continue
+            d = ch.choices[0].delta
+            content += d.content or ""
+            for t in d.tool_calls or []:
+                slot = calls.setdefault(t.index, {"id": None, "name": "", "arguments": ""})
+                slot["id"] = slot["id"] or t.id
+                if t.function is not None:
+                    slot["name"] += t.function.name or ""
+                    slot["arguments"] += t.function.arguments or ""
+            if ch.choices[0].finish_reason:
+                finishes.append(ch.choices[0].finish_reason)
+        expect(finishes == ["tool_calls"], f"finish reasons {finishes}")
+        expect(list(calls) == [0] and calls[0]["id"], f"streamed tool calls {calls}")
+        expect(calls[0]["name"] == "get_weather" and json.loads(calls[0]["arguments"]) == {"city": "Tokyo"},
+               f"streamed call {calls[0]}")
+        expect(content == "", f"streamed content beside the call: {content!r}")
+        whole = self.chat(**kw).choices[0].message.tool_calls[0]
+        expect((whole.function.name, whole.function.arguments) == (calls[0]["name"], calls[0]["arguments"]),
+               f"streamed {calls[0]} != non-streamed {whole}")
+        return f"get_weather({calls[0]['arguments']})"
+
+    def check_responses_round_trip(self):
+        first = self.client.responses.create(model=self.model, input="What is the weather in Berlin?", tools=[self.RESPONSES_TOOL],
+                                             temperature=0, max_output_tokens=48)
+        calls = [item for item in first.output if item.type == "function_call"]
+        expect(first.status == "completed" and len(calls) == 1, f"status {first.status}, output {first.output}")
+        call = calls[0]
+        expect(call.name == "get_weather" and json.loads(call.arguments) == {"city": "Berlin"}, f"function_call {call}")
+        expect(call.call_id, f"function_call without call_id: {call}")
+        events = list(self.client.responses.create(model=self.model, input="What is the weather in Berlin?",
+                                                   tools=[self.RESPONSES_TOOL], temperature=0, max_output_tokens=48, stream=True))
+        done = [e.arguments for e in events if e.type == "response.function_call_arguments.done"]
+        expect(done == [call.arguments], f"streamed function_call_arguments.done {done} != {call.arguments!r}")
+        follow = self.client.responses.create(model=self.model, tools=[self.RESPONSES_TOOL], temperature=0, max_output_tokens=64, input=[
+            {"role": "user", "content": "What is the weather in Berlin?"},
+            {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+            {"type": "function_call_output", "call_id": call.call_id, "output": json.dumps(self.RESULT)}])
+        expect(follow.status == "completed", f"follow-up status {follow.status}")
+        self.no_special(follow.output_text, "output_text")
+        expect(follow.output_text == self.ANSWER.format(city="Berlin"), f"follow-up output_text {follow.output_text!r}")
+        expect([item.type for item in follow.output] == ["reasoning", "message"], f"follow-up items {[i.type for i in follow.output]}")
+        return f"function_call {call.arguments} -> {follow.output_text!r}"
+
+    def check_tool_choice(self):
+        hello = [{"role": "user", "content": "Hello!"}]
+        free = self.chat(messages=hello, tools=[self.TOOL], temperature=0, max_tokens=48).choices[0]
+        expect(free.finish_reason == "stop" and not free.message.tool_calls and free.message.content,
+               f"small talk with tool_choice auto: {free.finish_reason!r} {free.message}")
+        for choice in ({"type": "function", "function": {"name": "get_weather"}}, "required"):
+            c = self.chat(messages=hello, tools=[self.TOOL], tool_choice=choice, temperature=0, max_tokens=48).choices[0]
+            expect(c.finish_reason == "tool_calls" and len(c.message.tool_calls or []) == 1,
+                   f"tool_choice {choice!r}: {c.finish_reason!r} {c.message}")
+            expect(c.message.tool_calls[0].function.name == "get_weather", f"tool_choice {choice!r}: {c.message.tool_calls[0]}")
+            args = json.loads(c.message.tool_calls[0].function.arguments)
+            expect(isinstance(args, dict) and isinstance(args.get("city"), str), f"tool_choice {choice!r}: arguments {args}")
+        none = self.chat(messages=[{"role": "user", "content": "What is the weather in Paris?"}], tools=[self.TOOL],
+                         tool_choice="none", temperature=0, max_tokens=48).choices[0]
+        expect(none.finish_reason == "stop" and not none.message.tool_calls and none.message.content,
+               f"tool_choice none: {none.finish_reason!r} {none.message}")
+        forced = self.client.responses.create(model=self.model, input="Hello!", tools=[self.RESPONSES_TOOL], temperature=0,
+                                              max_output_tokens=48, tool_choice={"type": "function", "name": "get_weather"})
+        expect([item.type for item in forced.output] == ["function_call"], f"responses, forced: {forced.output}")
+        return f"auto {free.message.content!r}; forced get_weather({c.message.tool_calls[0].function.arguments})"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("base_url")
@@ -578,11 +704,13 @@ def main() -> int:
     ap.add_argument("--max-body-bytes", type=int, default=4 << 20, help="the server's --max-body-bytes (default 4 MiB)")
     ap.add_argument("--max-queue", type=int, default=0, help="the server's --max-queue: checks the 429 bound (0: skip)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    ap.add_argument("--tool-caller", action="store_true",
+                    help="the server serves Models/osprey-tiny-tool-caller: run the end-to-end tool-call checks only")
     args = ap.parse_args()
     base = args.base_url.rstrip("/")
     if base.endswith("/v1"):
         base = base[:-3]
-    c = Checker(base, args.api_key, args.max_body_bytes, args.timeout)
+    c = (ToolCallerChecker if args.tool_caller else Checker)(base, args.api_key, args.max_body_bytes, args.timeout)
     c.max_queue = args.max_queue
     t0 = time.monotonic()
     c.run("health", c.check_health)
@@ -590,14 +718,17 @@ def main() -> int:
     if c.model is None:
         print("FAIL: no model to test; stopping", flush=True)
         return 1
-    for name, fn in [("chat", c.check_chat), ("chat stream + include_usage", c.check_chat_stream),
+    checks = [("tool call, result, answer", c.check_round_trip), ("tool call streamed", c.check_stream),
+              ("responses function_call round trip", c.check_responses_round_trip),
+              ("tool_choice auto / named / required / none", c.check_tool_choice)] if args.tool_caller else [("chat", c.check_chat), ("chat stream + include_usage", c.check_chat_stream),
                      ("chat tools + tool follow-up", c.check_tools), ("chat reasoning_effort", c.check_reasoning_effort),
                      ("completions text prompt", c.check_completions_text), ("completions token-id prompt", c.check_completions_ids),
                      ("completions stream", c.check_completions_stream), ("errors -> BadRequestError", c.check_errors),
                      ("auth -> AuthenticationError", c.check_auth), ("SSE framing (curl)", c.check_sse_framing),
                      ("404 unknown route", c.check_404), ("413 oversized body", c.check_413),
                      ("invalid JSON -> 400", c.check_invalid_json), ("429 queue bound", c.check_queue_bound),
-                     ("/v1/responses", c.check_responses)]:
+                     ("/v1/responses", c.check_responses)]
+    for name, fn in checks:
         c.run(name, fn)
     failed = [r for r in c.results if r[1] == "FAIL"]
     passed = sum(r[1] == "PASS" for r in c.results)

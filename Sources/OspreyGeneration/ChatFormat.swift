@@ -4,10 +4,19 @@
 // calls commentary messages to `functions.NAME` with `<|constrain|>json`, tool results messages from
 // `functions.NAME`) and rendered by OspreyTokenizers' HarmonyEncoding, id-exact with openai-harmony.
 // Other models render the folder's Jinja chat template with the variables transformers'
-// apply_chat_template passes, and encode the text without adding special tokens.
+// apply_chat_template passes, and encode the text without adding special tokens. A tool_choice
+// that forces a call becomes a prefilled start of the reply (`replyPrefix`, harmony only).
 import Foundation
 import OspreyJinja
 import OspreyTokenizers
+
+/// A tool call the reply must make (OpenAI's tool_choice "required", or a named function).
+public enum ForcedToolCall: Sendable, Equatable {
+    /// Some function among the request's tools.
+    case anyFunction
+    /// This function.
+    case function(String)
+}
 
 /// A model's chat format: harmony, or a Jinja chat template.
 public struct ChatFormat: Sendable {
@@ -65,6 +74,34 @@ public struct ChatFormat: Sendable {
             do { text = try template.render(context) } catch { throw ChatError.template(error.description) }
             return try tokenizer.encode(text, addSpecialTokens: false).map { Int32($0) }
         }
+    }
+
+    /// The ids that begin the assistant's reply when `tool_choice` forces a call, to append to a
+    /// generation prompt (ChatReplyParser reads them as the reply's start); nil when this format
+    /// cannot force one.
+    ///
+    /// Harmony: a prefilled header. Named function: `<|channel|>commentary to=functions.NAME
+    /// <|constrain|>json<|message|>`, the exact header gpt-oss writes before a call, so all that is
+    /// left to the model is the arguments and `<|call|>`. Any function ("required"):
+    /// `<|channel|>commentary to=functions`, so the model picks the name and the rest of the
+    /// header itself; the prefill stops before the dot because o200k joins it to the name (`.get`
+    /// is one token), and a lone `.` is a split gpt-oss never wrote. The price is the analysis message the model would otherwise write first: the
+    /// prefill is the turn's first message, so a forced call comes without reasoning. Keeping the
+    /// reasoning would need constrained decoding that switches on after the analysis message ends
+    /// (what vLLM's harmony work does with JSON-schema grammars), which the engine does not have.
+    /// The pieces are encoded separately, as HarmonyEncoding renders a header (channel, " to=...",
+    /// " " before `<|constrain|>`, the content type), so the ids are those of a rendered call.
+    /// Templates: nil; each template spells tool calls its own way, and no grammar holds the model
+    /// to one, so there a forced choice is only declared, not enforced.
+    public func replyPrefix(forcing: ForcedToolCall) -> [Int32]? {
+        guard case .harmony(let encoding) = kind else { return nil }
+        let t = encoding.formattingTokens, text = encoding.tokenizer.encodeOrdinary
+        var ids = [t.channel] + text("commentary")
+        switch forcing {
+        case .anyFunction: ids += text(" to=functions")
+        case .function(let name): ids += text(" to=functions." + name) + text(" ") + [t.constrain] + text("json") + [t.message]
+        }
+        return ids.map { Int32($0) }
     }
 
     // MARK: - Harmony

@@ -24,13 +24,15 @@ public struct ChatReplyParser {
     private var raw = ""               // text mode: the decoded reply
     private var emitted = (reasoning: "", content: "")
 
-    /// A parser for a reply generated after `format`'s generation prompt.
-    public init(format: ChatFormat) {
+    /// A parser for a reply generated after `format`'s generation prompt; `replyPrefix` is what
+    /// the prompt prefilled of the reply (`ChatFormat.replyPrefix(forcing:)`), read as its start.
+    public init(format: ChatFormat, replyPrefix: [Int32] = []) {
         self.format = format
         switch format.kind {
         case .harmony(let encoding): mode = .harmony(encoding.makeParser(role: .assistant))
         case .template: mode = .text(StreamingDetokenizer(tokenizer: format.tokenizer, skipSpecialTokens: true))
         }
+        for id in replyPrefix { _ = append(id) }  // a prefilled header: it surfaces with the message it opens
     }
 
     /// Feeds one reply id; returns what it added.
@@ -172,9 +174,9 @@ public struct ChatReplyParser {
 }
 
 extension ChatFormat {
-    /// Reads a whole reply.
-    public func parseReply(_ ids: [Int32]) -> ChatReply {
-        var parser = ChatReplyParser(format: self)
+    /// Reads a whole reply (generated after `replyPrefix`, when the prompt prefilled one).
+    public func parseReply(_ ids: [Int32], replyPrefix: [Int32] = []) -> ChatReply {
+        var parser = ChatReplyParser(format: self, replyPrefix: replyPrefix)
         for id in ids { _ = parser.append(id) }
         _ = parser.finish()
         return parser.reply

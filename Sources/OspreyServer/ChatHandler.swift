@@ -15,12 +15,12 @@ extension ServedModel {
         let plan = try planChat(chat, body: data)
         let format = try loaded.requireChatFormat()
         let ticket = try admission.enter()
-        let (id, tokens) = try engine.add(prompt: plan.prompt, generation: plan.config)
+        let (id, tokens) = try enqueue(prompt: plan.prompt, generation: plan.config)
         let (responseID, created, model) = ("chatcmpl-" + UUID().uuidString.lowercased(), Int(Date().timeIntervalSince1970), name)
 
         guard plan.stream else {
             defer { withExtendedLifetime(ticket) {} }
-            var reply = ChatReplyStream(format: format, stop: plan.stop)
+            var reply = ChatReplyStream(format: format, stop: plan.stop, replyPrefix: plan.replyPrefix)
             var reader = TokenReader(tokens)
             let (generated, finish) = await reader.drain(cancelling: id, on: engine) { t in _ = reply.append(t); return reply.stopped }
             if let error = reader.error ?? Self.cancellation(finish) { throw Self.engineFailure(error) }
@@ -38,7 +38,7 @@ extension ServedModel {
                                                              choices: [.init(delta: delta, finishReason: finish)])))
             }
             try await writer.write(chunk(ChatDeltaBody(role: "assistant", content: "")))
-            var reply = ChatReplyStream(format: format, stop: plan.stop)
+            var reply = ChatReplyStream(format: format, stop: plan.stop, replyPrefix: plan.replyPrefix)
             var reader = TokenReader(tokens)
             let (generated, finish) = try await reader.drain(cancelling: id, on: engine) { t in
                 for delta in reply.append(t) { try await writer.write(chunk(delta)) }

@@ -13,7 +13,7 @@ extension ServedModel {
         let plan = try planCompletion(completion)
         let tokenizer = try loaded.requireTokenizer()
         let ticket = try admission.enter()
-        let (id, tokens) = try engine.add(prompt: plan.prompt, generation: plan.config)
+        let (id, tokens) = try enqueue(prompt: plan.prompt, generation: plan.config)
         let (responseID, created, model) = ("cmpl-" + UUID().uuidString.lowercased(), Int(Date().timeIntervalSince1970), name)
 
         guard plan.stream else {

@@ -29,9 +29,11 @@ public struct ChatReplyStream {
     public private(set) var reasoning = ""
     public private(set) var toolCalls: [ResponseToolCall] = []
 
-    /// A reply generated after `format`'s generation prompt, cut at `stop`.
-    public init(format: ChatFormat, stop: [String] = [], makeID: @escaping () -> String = ToolCallID.make) {
-        parser = ChatReplyParser(format: format)
+    /// A reply generated after `format`'s generation prompt (and `replyPrefix`, the part of the
+    /// reply a forced tool call prefilled), cut at `stop`.
+    public init(format: ChatFormat, stop: [String] = [], replyPrefix: [Int32] = [],
+                makeID: @escaping () -> String = ToolCallID.make) {
+        parser = ChatReplyParser(format: format, replyPrefix: replyPrefix)
         matcher = StopStringMatcher(stop)
         if case .harmony = format.kind { isHarmony = true } else { isHarmony = false }
         self.makeID = makeID
@@ -49,11 +51,12 @@ public struct ChatReplyStream {
         return map(parser.finish(), last: true)
     }
 
-    /// OpenAI's finish_reason for an engine finish.
+    /// OpenAI's finish_reason for an engine finish. A reply cut by the token limit is "length" even
+    /// inside a tool call (whose arguments are then unfinished, as OpenAI reports it): with a
+    /// forced tool_choice the reply starts inside the call, so a short max_tokens often cuts it.
     public func finishReason(_ engine: FinishReason?) -> String {
-        if !toolCalls.isEmpty { return "tool_calls" }
-        if stopped { return "stop" }
-        return engine == .length ? "length" : "stop"
+        if engine == .length && !stopped { return "length" }
+        return toolCalls.isEmpty ? "stop" : "tool_calls"
     }
 
     /// The whole reply as the response's message.

@@ -2,7 +2,8 @@
 // stop strings, with every limit checked first so a bad request is a 400 naming its `param` and
 // never reaches the engine. Chat messages map to OspreyGeneration's ChatMessage (tool results
 // find their function through `tool_call_id`); tools become ToolSpecs whose schema text keeps the
-// client's property order (harmony renders properties in that order).
+// client's property order (harmony renders properties in that order). A tool_choice of "required"
+// or a named function is enforced by prefilling the start of the reply (ChatFormat.replyPrefix).
 import Foundation
 import OspreyGeneration
 import OspreyTokenizers
@@ -15,34 +16,69 @@ struct GenerationPlan: Sendable {
     var stop: [String]
     var stream: Bool
     var includeUsage: Bool
+    /// The end of `prompt` that starts the reply (a forced tool call's prefilled header); the
+    /// reply parser reads it first.
+    var replyPrefix: [Int32] = []
+}
+
+/// A chat request's prompt as planned: the messages, tools and forced call to render.
+struct ChatInputs {
+    var messages: [ChatMessage]
+    var effort: ReasoningEffort?
+    var tools: [ToolSpec]
+    var forcing: ForcedToolCall?
 }
 
 extension ServedModel {
     /// The plan of a chat request; `body` is the raw JSON (re-read for the tools' schema order).
     func planChat(_ request: ChatCompletionRequest, body: Data) throws -> GenerationPlan {
         try checkModel(request.model)
-        guard !request.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
-        let messages = try Self.chatMessages(request.messages)
-        let effort = try Self.reasoningEffort(request.reasoningEffort, param: "reasoning_effort")
-        // The schemas as the client wrote them (property order kept), from the raw body.
-        let rawTools = (try? HarmonyJSON.parse(body))?["tools"]?.arrayValue ?? []
-        let tools = try Self.toolSpecs(request.tools ?? [], choice: request.toolChoice,
-                                       rawSchemas: rawTools.map { $0["function"]?["parameters"] })
+        let inputs = try Self.chatInputs(request, body: body)
         let maxTokens = request.maxCompletionTokens ?? request.maxTokens
         let param = request.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens"
-        return try planChatMessages(messages, effort: effort, tools: tools, sampling: request, maxTokens: maxTokens,
-                                    maxTokensParam: param, promptParam: "messages", stop: try Self.stops(request),
+        return try planChatMessages(inputs, sampling: request, maxTokens: maxTokens, maxTokensParam: param,
+                                    promptParam: "messages", stop: try Self.stops(request),
                                     includeUsage: request.streamOptions?.includeUsage ?? false)
+    }
+
+    /// The prompt ids /v1/chat/completions feeds the model for the request `body` (JSON), ending
+    /// with `replyPrefix` when tool_choice forces a call. `osprey chat-prompt` prints them, so that
+    /// tools which make or check models (tools/train_tool_caller.py) use the server's own prompts.
+    public static func chatPrompt(body: Data, loaded: LoadedModel) throws -> (prompt: [Int32], replyPrefix: [Int32]) {
+        let request = try JSONDecoder().decode(ChatCompletionRequest.self, from: body)
+        return try renderChat(chatInputs(request, body: body), loaded: loaded, promptParam: "messages")
+    }
+
+    /// A chat request's messages, reasoning effort, tools and forced call, checked.
+    static func chatInputs(_ request: ChatCompletionRequest, body: Data) throws -> ChatInputs {
+        guard !request.messages.isEmpty else { throw APIError.invalid("messages must not be empty", param: "messages") }
+        let messages = try chatMessages(request.messages)
+        let effort = try reasoningEffort(request.reasoningEffort, param: "reasoning_effort")
+        // The schemas as the client wrote them (property order kept), from the raw body.
+        let rawTools = (try? HarmonyJSON.parse(body))?["tools"]?.arrayValue ?? []
+        let tools = try toolSpecs(request.tools ?? [], choice: request.toolChoice,
+                                  rawSchemas: rawTools.map { $0["function"]?["parameters"] })
+        return ChatInputs(messages: messages, effort: effort, tools: tools, forcing: forcedCall(request.toolChoice, tools: tools))
     }
 
     /// The plan of chat messages, whichever endpoint they came from (chat completions, responses):
     /// the same chat template / harmony rendering, the same limits.
-    func planChatMessages(_ messages: [ChatMessage], effort: ReasoningEffort?, tools: [ToolSpec], sampling: some SamplingRequest,
-                          maxTokens: Int?, maxTokensParam: String, promptParam: String, stop: [String],
-                          includeUsage: Bool) throws -> GenerationPlan {
-        let prompt: [Int32]
+    func planChatMessages(_ inputs: ChatInputs, sampling: some SamplingRequest, maxTokens: Int?, maxTokensParam: String,
+                          promptParam: String, stop: [String], includeUsage: Bool) throws -> GenerationPlan {
+        let (prompt, prefix) = try Self.renderChat(inputs, loaded: loaded, promptParam: promptParam)
+        let config = try generationConfig(sampling, maxTokens: maxTokens, maxTokensParam: maxTokensParam, prompt: prompt,
+                                          promptParam: promptParam, base: loaded.chatConfig())
+        return GenerationPlan(prompt: prompt, config: config, stop: stop, stream: sampling.stream ?? false,
+                              includeUsage: includeUsage, replyPrefix: prefix)
+    }
+
+    /// The prompt ids of `inputs`: the rendered chat, then the reply prefix that forces a tool call
+    /// (ChatFormat.replyPrefix; none for a template model, where tool_choice is only declared).
+    static func renderChat(_ inputs: ChatInputs, loaded: LoadedModel, promptParam: String) throws -> (prompt: [Int32], replyPrefix: [Int32]) {
         do {
-            prompt = try loaded.applyChatTemplate(messages, reasoningEffort: effort, tools: tools)
+            let prompt = try loaded.applyChatTemplate(inputs.messages, reasoningEffort: inputs.effort, tools: inputs.tools)
+            let prefix = try inputs.forcing.flatMap { try loaded.requireChatFormat().replyPrefix(forcing: $0) } ?? []
+            return (prompt + prefix, prefix)
         } catch let error as ChatError {
             // 400 naming the message (APIError.swift), or the model's lack of a chat format
             if promptParam == "messages" { throw error }
@@ -50,10 +86,6 @@ extension ServedModel {
         } catch {
             throw APIError.invalid("the \(promptParam) could not be rendered: \(error)", param: promptParam)
         }
-        let config = try generationConfig(sampling, maxTokens: maxTokens, maxTokensParam: maxTokensParam, prompt: prompt,
-                                          promptParam: promptParam, base: loaded.chatConfig())
-        return GenerationPlan(prompt: prompt, config: config, stop: stop, stream: sampling.stream ?? false,
-                              includeUsage: includeUsage)
     }
 
     static func reasoningEffort(_ e: String?, param: String) throws(APIError) -> ReasoningEffort? {
@@ -107,6 +139,10 @@ extension ServedModel {
                                    param: promptParam, code: "context_length_exceeded")
         }
         var c = base
+        // The OpenAI API has no top_k: transformers' default of 50 applies only where the folder's
+        // generation_config.json sets top_k itself (vLLM does the same), so a plain request samples
+        // from the whole distribution (and is drawn on the device).
+        if loaded.folder.generationDefaults?.topK == nil { c.topK = nil }
         if let m = maxTokens {
             guard m >= 1 else { throw APIError.invalid("\(maxTokensParam) must be ≥ 1, got \(m)", param: maxTokensParam) }
             guard m <= room else {
@@ -181,6 +217,16 @@ extension ServedModel {
         return out
     }
 
+    /// The call tool_choice forces: a named function, or for "required" the only tool when there is
+    /// one (then the whole header can be prefilled), else any function.
+    static func forcedCall(_ choice: ToolChoice?, tools: [ToolSpec]) -> ForcedToolCall? {
+        switch choice {
+        case .function(let name)?: return .function(name)
+        case .mode("required")?: return tools.count == 1 ? .function(tools[0].name) : .anyFunction
+        default: return nil
+        }
+    }
+
     /// The tools the prompt declares (none for tool_choice "none"); `rawSchemas[i]` is tool i's
     /// `parameters` as the client wrote it (property order kept), when the raw body had it.
     static func toolSpecs(_ tools: [ToolDefinition], choice: ToolChoice?, rawSchemas: [HarmonyJSON?]) throws(APIError) -> [ToolSpec] {
@@ -196,6 +242,9 @@ extension ServedModel {
             guard tools.contains(where: { $0.function.name == name }) else {
                 throw APIError.invalid("tool_choice names \(name), which is not among tools", param: "tool_choice")
             }
+        }
+        if case .mode("required")? = choice, tools.isEmpty {
+            throw APIError.invalid("tool_choice \"required\" needs tools", param: "tool_choice")
         }
         return tools.enumerated().map { i, tool in
             let schema = i < rawSchemas.count ? rawSchemas[i] : tool.function.parameters

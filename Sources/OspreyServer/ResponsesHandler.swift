@@ -130,13 +130,13 @@ extension ServedModel {
         let plan = try planResponses(req, body: data)
         let format = try loaded.requireChatFormat()
         let ticket = try admission.enter()
-        let (id, tokens) = try engine.add(prompt: plan.prompt, generation: plan.config)
+        let (id, tokens) = try enqueue(prompt: plan.prompt, generation: plan.config)
         let base = ResponseObject(id: ResponseID.make("resp"), createdAt: Int(Date().timeIntervalSince1970), status: "in_progress",
                                   model: name, output: [], usage: nil, instructions: req.instructions,
                                   maxOutputTokens: req.maxOutputTokens, temperature: req.temperature, topP: req.topP)
         guard plan.stream else {
             defer { withExtendedLifetime(ticket) {} }
-            var reply = ChatReplyStream(format: format, stop: plan.stop)
+            var reply = ChatReplyStream(format: format, stop: plan.stop, replyPrefix: plan.replyPrefix)
             var builder = ResponseOutputBuilder()
             var reader = TokenReader(tokens)
             let (generated, finish) = await reader.drain(cancelling: id, on: engine) { t in
@@ -154,7 +154,7 @@ extension ServedModel {
             var builder = ResponseOutputBuilder()
             var events = [builder.event("response.created") { $0.response = base },
                           builder.event("response.in_progress") { $0.response = base }]
-            var reply = ChatReplyStream(format: format, stop: plan.stop)
+            var reply = ChatReplyStream(format: format, stop: plan.stop, replyPrefix: plan.replyPrefix)
             for e in events { try await writer.write(SSE.event(e.type, APIJSON.encode(e))) }
             events = []
             var reader = TokenReader(tokens)
@@ -215,7 +215,8 @@ extension ServedModel {
         }
         let rawTools = definitions.isEmpty ? [] : (try? HarmonyJSON.parse(body))?["tools"]?.arrayValue ?? []
         let specs = try Self.toolSpecs(definitions, choice: request.toolChoice, rawSchemas: rawTools.map { $0["parameters"] })
-        return try planChatMessages(messages, effort: effort, tools: specs, sampling: request, maxTokens: request.maxOutputTokens,
+        let inputs = ChatInputs(messages: messages, effort: effort, tools: specs, forcing: Self.forcedCall(request.toolChoice, tools: specs))
+        return try planChatMessages(inputs, sampling: request, maxTokens: request.maxOutputTokens,
                                     maxTokensParam: "max_output_tokens", promptParam: "input", stop: [], includeUsage: false)
     }
 

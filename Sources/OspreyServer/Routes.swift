@@ -4,9 +4,10 @@ import Foundation
 import Hummingbird
 
 extension ServedModel {
-    /// The router of every endpoint, behind the error, API key and body limit middleware.
+    /// The router of every endpoint, behind the request count, error, API key and body limit middleware.
     public func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: RequestCountMiddleware(metrics: metrics))
         router.add(middleware: ErrorMiddleware())
         if let key = options.apiKey { router.add(middleware: APIKeyMiddleware(key: key)) }
         router.add(middleware: BodyLimitMiddleware(maxBytes: options.maxBodyBytes))

@@ -2,7 +2,8 @@
 // `data: [DONE]\n\n` (the Responses API names its events instead: `event: NAME\ndata: <json>\n\n`, no [DONE]). `SSE.response` wraps a body writer so that however the body ends — done,
 // an engine error (sent as a `data: {"error": ...}` event), or a client that went away (the
 // write throws) — the engine request is cancelled if it was still running, which frees its KV
-// blocks; the admission ticket is held until then.
+// blocks; the admission ticket is held until then. `TokenReader` reads an engine stream for every
+// handler, streamed or not, and times each token's arrival for /metrics (Metrics.swift).
 import Hummingbird
 import OspreyGeneration
 
@@ -33,13 +34,20 @@ enum SSE {
     }
 }
 
-/// Reads an engine stream, turning its error into a value so the writer can still report it.
+/// Reads an engine stream, turning its error into a value so the writer can still report it, and
+/// timing each token's arrival for /metrics (time to first token, then every inter-token gap).
 struct TokenReader {
     private var iterator: AsyncThrowingStream<GeneratedToken, Error>.AsyncIterator
+    private let metrics: ServerMetrics
+    /// When the request was added, then when its last token arrived.
+    private var previous: ContinuousClock.Instant
     /// The engine's error, once one ended the stream.
     private(set) var error: (any Error)?
 
-    init(_ tokens: AsyncThrowingStream<GeneratedToken, Error>) { iterator = tokens.makeAsyncIterator() }
+    init(_ tokens: TimedTokens) {
+        iterator = tokens.stream.makeAsyncIterator()
+        (metrics, previous) = (tokens.metrics, tokens.added)
+    }
 
     /// The next event, or nil at the end (or after an error).
     mutating func next() async -> GeneratedToken? {
@@ -57,7 +65,11 @@ struct TokenReader {
         var (generated, finish) = (0, FinishReason?.none)
         while let event = await next() {
             var stopped = false
-            if let t = event.token { generated += 1; stopped = try await onToken(t) }
+            if let t = event.token {
+                metrics.tokenArrived(first: generated == 0, previous: &previous)
+                generated += 1
+                stopped = try await onToken(t)
+            }
             if let f = event.finish { finish = f }
             if stopped { engine.cancel(id); break }
         }

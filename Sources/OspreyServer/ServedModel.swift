@@ -40,14 +40,14 @@ public final class ServedModel: Sendable {
     public let created: Int
     /// The model's context length (config.json `max_position_embeddings`).
     public let maxPositions: Int
-    /// Time to first token and inter-token latency of finished requests (/metrics).
-    public let latencies = LatencyHistograms()
+    /// The series of GET /metrics (Metrics.swift).
+    public let metrics = ServerMetrics()
 
     /// Starts an engine over `loaded` with `batch`'s KV pool.
     public init(loaded: LoadedModel, options: ServerOptions = ServerOptions(), batch: BatchConfig = BatchConfig()) throws {
         self.loaded = loaded
         self.options = options
-        engine = try Engine(model: loaded.model, config: batch, onFinished: { [latencies] in latencies.observe($0) })
+        engine = try Engine(model: loaded.model, config: batch)
         admission = Admission(limit: max(1, options.maxQueue))
         name = options.servedModelName ?? loaded.folder.directory.standardizedFileURL.lastPathComponent
         created = Int(Date().timeIntervalSince1970)
