@@ -62,6 +62,10 @@ public struct ChatReplyParser {
                 let event = try parser.finish()
                 mode = .harmony(parser)
                 return harmonyEvent(event, parser)
+            } catch .endOfStreamInHeader {
+                // Cut off (max_tokens) before the header was complete: markup, not text; nothing to surface.
+                pending = []
+                return []
             } catch {
                 return fallBackToText(error) + finish()
             }

@@ -85,6 +85,18 @@ import OspreyJinja
         let expected = try (record["messages"]?.arrayValue ?? []).flatMap { try encoding.render(HarmonyMessage(json: $0)) }
         #expect(expected.count > 10)
         #expect(rendered.suffix(expected.count).map(Int.init) == expected)
+        // A reply cut off (max_tokens) inside a header surfaces none of it, after a complete message
+        // or alone; the complete message before it stays.
+        let tool = Self.ids(try Self.fixture("fixtures/tokenizers/harmony.jsonl", id: "parse/analysis_then_tool_call")["ids"])
+        // o200k_harmony: <|message|> 200008, <|end|> 200007.
+        let message = try #require(tool.firstIndex(of: 200_008)), end = try #require(tool.firstIndex(of: 200_007))
+        let callMessage = try #require(tool.lastIndex(of: 200_008))  // the call's header ends there
+        #expect(callMessage > end + 4)
+        for cut in [message - 1, end + 4, callMessage] {
+            let partial = format.parseReply(Array(tool.prefix(cut)))
+            #expect(partial.content.isEmpty && partial.toolCalls.isEmpty && partial.formatError == nil, "cut at \(cut): \(partial)")
+            #expect(cut <= end || partial.reasoning == "Need weather; call tool.", "cut at \(cut): \(partial)")
+        }
     }
 
     @Test(.enabled(if: SharedData.available)) func jinjaTemplateModelsRenderAsTransformers() throws {

@@ -1,8 +1,8 @@
 // tool_choice enforcement: "required" and a named function prefill the start of the reply
 // (ChatFormat.replyPrefix), so the rendered prompt ends with a harmony tool-call header and the
 // reply parser reads what follows it as that call's arguments. On the random model these check
-// the prompt and the parsing (a model trained to call tools, for the end-to-end check, is not in
-// yet: tools/train_tool_caller.py).
+// the prompt and the parsing; with the trained tool caller (Models/osprey-tiny-tool-caller) they
+// check that a forced choice makes a real model call the tool where, left to itself, it answers.
 import Foundation
 import Testing
 import OspreyGeneration
@@ -14,9 +14,10 @@ import OspreyModels
     static let time = #"{"type": "function", "function": {"name": "get_time", "description": "The time in a city"}}"#
     static let named = #"{"type": "function", "function": {"name": "get_weather"}}"#
 
-    static func body(_ user: String, tools: [String], choice: String?) -> String {
+    /// A chat request body; `maxTokens` 128 fits the trained model's replies (one token per byte: a call is ~60).
+    static func body(_ user: String, tools: [String], choice: String?, maxTokens: Int = 24) -> String {
         #"{"messages": [{"role": "user", "content": "\#(user)"}], "tools": [\#(tools.joined(separator: ", "))]"#
-            + (choice.map { #", "tool_choice": \#($0)"# } ?? "") + #", "max_tokens": 24, "temperature": 0}"#
+            + (choice.map { #", "tool_choice": \#($0)"# } ?? "") + #", "max_tokens": \#(maxTokens), "temperature": 0}"#
     }
 
     static func prompt(_ body: String, _ loaded: LoadedModel) throws -> (prompt: [Int32], replyPrefix: [Int32]) {
@@ -89,6 +90,43 @@ import OspreyModels
                 let chatTokens = (try chat.object()["usage"] as? [String: Int])?["prompt_tokens"]
                 let responsesTokens = (try responses.object()["usage"] as? [String: Int])?["input_tokens"]
                 #expect(chatTokens != nil && responsesTokens == chatTokens)
+            }
+        }
+    }
+
+    // MARK: - The trained tool caller
+
+    static let toolCaller = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Models/osprey-tiny-tool-caller")
+    /// tools/train_tool_caller.py's tool, as it was trained with.
+    static let trainedTool = #"{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city.", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The city, e.g. Paris"}}, "required": ["city"]}}}"#
+
+    @Test func aForcedChoiceMakesTheTrainedModelCall() async throws {
+        let loaded = try LoadedModel.load(Self.toolCaller, device: .cpu)
+        try await withServed(loaded: loaded) { served in
+            try await withClient(served) { client in
+                func message(_ body: String) async throws -> (String?, [String: Any]) {
+                    let response = try await client.post("/v1/chat/completions", body)
+                    #expect(response.status == .ok, "\(response.text)")
+                    let choice = try #require(firstChoice(try response.object()))
+                    return (choice["finish_reason"] as? String, try #require(choice["message"] as? [String: Any]))
+                }
+                // Left to itself it answers small talk; forced, it calls get_weather.
+                let (free, answer) = try await message(Self.body("Hello!", tools: [Self.trainedTool], choice: nil, maxTokens: 128))
+                #expect(free == "stop" && answer["tool_calls"] == nil && !((answer["content"] as? String) ?? "").isEmpty, "\(answer)")
+                for choice in [Self.named, #""required""#] {
+                    let (finish, call) = try await message(Self.body("Hello!", tools: [Self.trainedTool], choice: choice, maxTokens: 128))
+                    #expect(finish == "tool_calls", "\(call)")
+                    let function = try #require((call["tool_calls"] as? [[String: Any]])?.first?["function"] as? [String: Any])
+                    #expect(function["name"] as? String == "get_weather")
+                    let arguments = try #require((function["arguments"] as? String).map { Data($0.utf8) })
+                    #expect((try JSONSerialization.jsonObject(with: arguments) as? [String: String])?["city"] != nil)
+                }
+                // A weather question calls it unforced, with the city of the question.
+                let (finish, call) = try await message(Self.body("What is the weather in Tokyo?", tools: [Self.trainedTool], choice: #""auto""#, maxTokens: 128))
+                #expect(finish == "tool_calls")
+                let function = (call["tool_calls"] as? [[String: Any]])?.first?["function"] as? [String: Any]
+                #expect(function?["arguments"] as? String == #"{"city":"Tokyo"}"#, "\(call)")
             }
         }
     }
