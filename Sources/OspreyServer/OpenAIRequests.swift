@@ -1,7 +1,8 @@
 // The request bodies of the OpenAI-compatible API, as clients send them: /v1/chat/completions,
 // /v1/completions and /v1/responses. They decode with a plain JSONDecoder (explicit snake_case keys, no strategy, so
 // the arbitrary JSON of tool schemas keeps its keys); fields this server does not read (`user`,
-// `presence_penalty`, `logprobs`, ...) are ignored. Decoding checks types only: ranges, roles and
+// `presence_penalty`, ...) are ignored, except a request for logprobs, which is refused (400) rather
+// than answered without them. Decoding checks types only: ranges, roles and
 // limits are checked in RequestValidation.swift, which names the offending `param`.
 import OspreyTokenizers
 
@@ -128,6 +129,8 @@ public protocol SamplingRequest: Sendable {
     var n: Int? { get }
     var stream: Bool? { get }
     var streamOptions: StreamOptions? { get }
+    /// Whether the request asks for log probabilities (which this server does not compute).
+    var asksForLogprobs: Bool { get }
 }
 
 /// The body of POST /v1/chat/completions.
@@ -146,11 +149,16 @@ public struct ChatCompletionRequest: Decodable, SamplingRequest, Equatable {
     public var n: Int?
     public var stream: Bool?
     public var streamOptions: StreamOptions?
+    public var logprobs: Bool?
+    public var topLogprobs: Int?
+
+    public var asksForLogprobs: Bool { logprobs == true || (topLogprobs ?? 0) > 0 }
 
     enum CodingKeys: String, CodingKey {
-        case model, messages, tools, temperature, seed, stop, n, stream
+        case model, messages, tools, temperature, seed, stop, n, stream, logprobs
         case toolChoice = "tool_choice", reasoningEffort = "reasoning_effort", maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens", topP = "top_p", streamOptions = "stream_options"
+        case topLogprobs = "top_logprobs"
     }
 }
 
@@ -182,9 +190,13 @@ public struct CompletionRequest: Decodable, SamplingRequest, Equatable {
     public var stream: Bool?
     public var streamOptions: StreamOptions?
     public var echo: Bool?
+    /// The legacy API's logprobs: how many alternatives per token (0: the picked token's only).
+    public var logprobs: Int?
+
+    public var asksForLogprobs: Bool { logprobs != nil }
 
     enum CodingKeys: String, CodingKey {
-        case model, prompt, temperature, seed, stop, n, stream, echo
+        case model, prompt, temperature, seed, stop, n, stream, echo, logprobs
         case maxTokens = "max_tokens", topP = "top_p", streamOptions = "stream_options"
     }
 }
@@ -251,6 +263,7 @@ public struct ResponsesRequest: Decodable, SamplingRequest, Equatable {
     public var stop: StringOrList? { nil }
     public var n: Int? { nil }
     public var streamOptions: StreamOptions? { nil }
+    public var asksForLogprobs: Bool { false }
 
     enum CodingKeys: String, CodingKey {
         case model, input, instructions, reasoning, tools, temperature, seed, stream

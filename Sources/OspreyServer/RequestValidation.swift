@@ -133,6 +133,11 @@ extension ServedModel {
     private func generationConfig(_ request: some SamplingRequest, maxTokens: Int?, maxTokensParam: String, prompt: [Int32],
                                   promptParam: String, base: GenerationConfig) throws(APIError) -> GenerationConfig {
         if let n = request.n, n != 1 { throw APIError.invalid("only n = 1 is supported, got \(n)", param: "n") }
+        if request.asksForLogprobs {
+            // Picks happen on the device; log probabilities would need each asking request's logits row on
+            // the host. Refused rather than answered with `logprobs: null`.
+            throw APIError.invalid("logprobs are not supported by this server", param: "logprobs")
+        }
         let room = maxPositions - prompt.count
         guard room >= 1 else {
             throw APIError.invalid("the prompt is \(prompt.count) tokens but the model's context is \(maxPositions)",

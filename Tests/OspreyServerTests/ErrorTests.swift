@@ -1,5 +1,5 @@
 // Every error status a client can cause, each with an OpenAI error object: 400 (bad JSON, wrong
-// types, unknown roles, n != 1, max_tokens out of range, a request too big for the KV pool, empty
+// types, unknown roles, n != 1, logprobs, max_tokens out of range, a request too big for the KV pool, empty
 // messages, bad token ids), 401 (API key), 404 (unknown route), 413 (body limit), 429 (queue full).
 // After each bad request a good one still succeeds.
 import Foundation
@@ -20,6 +20,8 @@ import OspreyServer
         (#"{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#, nil, "messages[0].content"),
         (#"{"messages": []}"#, nil, "messages"),
         (#"{"messages": \#(user), "n": 2}"#, nil, "n"),
+        (#"{"messages": \#(user), "logprobs": true}"#, nil, "logprobs"),  // refused, not answered without them
+        (#"{"messages": \#(user), "top_logprobs": 3}"#, nil, "logprobs"),
         (#"{"messages": \#(user), "max_tokens": 0}"#, nil, "max_tokens"),
         (#"{"messages": \#(user), "max_tokens": 1000000}"#, "context_length_exceeded", "max_tokens"),
         (#"{"messages": \#(user), "max_tokens": 20000}"#, "context_length_exceeded", "max_tokens"),  // over the KV pool
@@ -50,7 +52,7 @@ import OspreyServer
 
     @Test(arguments: [
         #"{"prompt": [1, 2, 100000]}"#, #"{"prompt": []}"#, #"{"prompt": [[1, 2]]}"#, #"{"prompt": "Hi", "n": 3}"#,
-        #"{"prompt": "Hi", "max_tokens": -1}"#, #"{"max_tokens": 3}"#,
+        #"{"prompt": "Hi", "max_tokens": -1}"#, #"{"max_tokens": 3}"#, #"{"prompt": "Hi", "logprobs": 0}"#,
     ])
     func badCompletionRequestsAre400(body: String) async throws {
         try await withServed { served in
