@@ -250,6 +250,14 @@ public struct HarmonyStreamParser: Sendable {
             }
         }
         guard parts.isEmpty else { throw .invalidHeader("unexpected words '\(parts.joined(separator: " "))'") }
+        // A special token anywhere else in the header (a second <|channel|>, a <|constrain|> before
+        // the recipient, ...) would end up in a name: not a header.
+        let constraint = contentType.map { $0.utf8.starts(with: "<|constrain|>".utf8) ? String($0.dropFirst("<|constrain|>".count)) : $0 }
+        for (field, value) in [("channel", channel), ("recipient", recipient), ("name", name), ("content type", constraint)] {
+            if let value, Self.find(Array("<|".utf8), in: ArraySlice(value.utf8)) != nil {
+                throw .invalidHeader("a special token in the \(field) '\(value)'")
+            }
+        }
         return Header(role: role, name: name, channel: channel, recipient: recipient, contentType: contentType)
     }
 
