@@ -17,7 +17,13 @@
 // rows) took a 64-sequence decode step's GEMMs from 5.49 + 3.33 to 4.83 + 3.06 ms (decode at batch
 // 32 / 64: +9%); the largest shared-memory carveout (5 CTAs per SM) changed nothing. So neither the
 // DRAM pattern nor occupancy is the limit; the per-stage wait + barrier of 4 warps over 64 values is
-// the next suspect (more k per stage, or a warp-specialised producer).
+// the next suspect (more k per stage, or a warp-specialised producer). Also waves: at 64 sequences
+// (~8 pairs per expert, 32 tiles) gate_up has 32 x 45 = 1,440 CTAs and down 32 x 23 = 736 for
+// 132 SMs x 5 = 660 slots, i.e. 3 rounds for 2.2 rounds of work and 2 for 1.1; the measured
+// gate_up / down ratio, 4.83 / 3.06 = 1.58, is what 3 / 2 rounds predicts (work alone: 2.0), so a
+// round is ~65 us per layer, ~1.4 us per 4 KB stage per CTA. Split-K for down (f32 partial sums
+// added into y), 64-row tiles or a persistent tile loop would fill the last round; ncu's view of
+// these kernels: WITH_NCU_GROUPED=1 scripts/gpu-check run.
 #include "common.cuh"
 
 // NOTE: the tiling. out[pair, r] = sum_k act[pair, k] * W[e, r, k] is computed transposed, as
