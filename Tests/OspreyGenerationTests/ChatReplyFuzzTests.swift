@@ -14,17 +14,6 @@ import Testing
     static let fixtureIDs = ["parse/final_only", "parse/analysis_then_final", "parse/analysis_then_tool_call",
                              "parse/commentary_preamble_then_call"]
 
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static func replies() throws -> [[Int32]] {
         try fixtureIDs.map { ChatTests.ids(try ChatTests.fixture("fixtures/tokenizers/harmony.jsonl", id: $0)["ids"]) }
     }
@@ -76,7 +65,7 @@ import Testing
         let specials = try Self.specialTexts.map { Int32(try #require(encoding.tokenizer.tokenID(for: $0), "no id for \($0)")) }
         let replies = try Self.replies()
         let words = replies.flatMap { $0 }.filter { !specials.contains($0) }
-        var rng = SplitMix64(state: 7)
+        var rng = SchedulerTests.SplitMix64(state: 7)
         for run in 0..<2_000 {
             var ids = replies[run % replies.count]
             for _ in 0..<Int.random(in: 1...6, using: &rng) {
