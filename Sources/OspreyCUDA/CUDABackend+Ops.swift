@@ -8,7 +8,7 @@ extension CUDABackend {
     public func embedding(_ table: Tensor, ids: [Int32]) throws -> Tensor {
         try requireDevice(table, "embedding")
         guard table.shape.rank == 2 else { throw OspreyError.invalidTensor("embedding table must be [V, H], got \(table.shape)") }
-        let (V, H) = (table.shape[0], table.shape[1])
+        let V = table.shape[0]
         if let bad = ids.first(where: { $0 < 0 || Int($0) >= V }) {
             throw OspreyError.invalidArgument("token id \(bad) outside the vocabulary (0..<\(V))")
         }

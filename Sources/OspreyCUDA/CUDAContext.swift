@@ -94,7 +94,7 @@ public final class CUDAContext: @unchecked Sendable {
         var s: OpaquePointer?
         try d.check(d.cuStreamCreate(&s, 1 /* CU_STREAM_NON_BLOCKING */), "cuStreamCreate")
         (self.ordinal, name, computeCapability, totalMemory, context, stream) =
-            (ordinal, String(cString: nameBuf), (Int(major), Int(minor)), total, ctx, s)
+            (ordinal, String(decoding: nameBuf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self), (Int(major), Int(minor)), total, ctx, s)
         self.driverVersion = Int(driverVersion)
         // sm_90 and sm_100 have architecture-specific features behind the "a" suffix.
         let arch = "sm_\(major)\(minor)" + (major >= 9 ? "a" : "")

@@ -84,7 +84,7 @@ public struct NVRTC: @unchecked Sendable {  // immutable table of C function poi
             _ = logSize(program, &size)
             var log = [CChar](repeating: 0, count: max(size, 1))
             _ = getLog(program, &log)
-            throw CUDAError.compilation(kernel: name, log: String(cString: log))
+            throw CUDAError.compilation(kernel: name, log: String(decoding: log.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         var size = 0
         try check(cubinSize(program, &size), "nvrtcGetCUBINSize")

@@ -94,10 +94,10 @@ public final class Engine: @unchecked Sendable {  // shared state is guarded by 
         lock.lock()
         stopping = true
         lock.signal()
-        while drain && !stopped && (!streams.isEmpty || !inbox.isEmpty) && Date() < end { lock.wait(until: end) }
+        while drain && !stopped && (!streams.isEmpty || !inbox.isEmpty) && Date() < end { _ = lock.wait(until: end) }
         cancels.append(contentsOf: streams.keys)
         lock.signal()
-        while !stopped && Date() < end.addingTimeInterval(5) { lock.wait(until: end.addingTimeInterval(5)) }
+        while !stopped && Date() < end.addingTimeInterval(5) { _ = lock.wait(until: end.addingTimeInterval(5)) }
         lock.unlock()
     }
 
