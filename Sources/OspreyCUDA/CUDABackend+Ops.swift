@@ -284,7 +284,7 @@ extension CUDABackend {
                     .pointer(ptr(q)), .pointer(ptr(d)), .int64(Int64(n * cols / 32)), .int(Int32(cols)),
                 ])
                 let groups = (rows + 3) / 4, chunks = (cols / 32 + 31) / 32
-                try context.launch("MoEDecode", "moe_mxfp4_q8_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
+                try context.launch("MoEDecode", "moe_mxfp4_q8\(stagesMoEDecodeInputs ? "s" : "")_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
                     .pointer(ptr(q)), .pointer(ptr(d)), .int(Int32(div)), .pointer(ptr(ids)), .pointer(w.2), tiled, .pointer(w.3),
                     .pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(o)), .int(Int32(rows)), .int(Int32(cols)),
                 ])

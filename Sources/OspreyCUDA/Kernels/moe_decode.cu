@@ -3,6 +3,7 @@
 //   moe_mxfp4_rows_cN  f32 inputs, exact: each e2m1 code placed in an f32 as a subnormal and
 //                      rescaled by 2^126 (no table, no branch); down can apply the SwiGLU on load
 //   moe_mxfp4_q8_cN    int8 inputs (quantize_q8 first), dp4a with a prmt table lookup: the default
+//   moe_mxfp4_q8s_cN   the same with the inputs staged in shared memory (OSPREY_MOE_STAGE=1, unmeasured)
 // One warp computes 4 rows of one pair's expert, issuing all of its weight loads before using any
 // (blocks as stored: lanes over blocks; tiled, see mx_block: lanes over 4 rows x 8 blocks).
 // Launcher: CUDABackend+Ops.swift (layer "MoEDecode").
@@ -240,12 +241,27 @@ extern "C" __global__ void quantize_q8(const float* x, int swiglu_in, float limi
     if (lane == 0) d[b] = amax / 127.f;
 }
 
+// With STAGED (the moe_mxfp4_q8s_cN kernels, OSPREY_MOE_STAGE=1, not yet measured against the
+// others): the pair's int8 inputs and their scales are copied to shared memory once per CTA, all
+// loads in flight at once, after the weights are requested; the dot loop then reads shared memory
+// instead of waiting for L1/L2 once per 32-value block (its loads sit behind the loop's exit test).
 template <int NC>
+__device__ __forceinline__ void stage_q8(const uint4*& xrow, const float*& drow, uint4* sxq, float* sxd, int nb) {
+    for (int i = threadIdx.x; i < 2 * nb; i += blockDim.x) sxq[i] = xrow[i];
+    for (int i = threadIdx.x; i < nb; i += blockDim.x) sxd[i] = drow[i];
+    __syncthreads();
+    xrow = sxq;
+    drow = sxd;
+}
+
+template <int NC, bool STAGED>
 __device__ __forceinline__ void mxfp4_rows_q8(const signed char* xq, const float* xd, int div, const int* ids,
                                               const unsigned char* blocks, int tiled, const unsigned char* scales,
                                               const void* bias, int bdt, float* out, int rows, int cols) {
+    __shared__ uint4 sxq[STAGED ? NC * 64 : 1];
+    __shared__ float sxd[STAGED ? NC * 32 : 1];
     int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * MX_ROWS, lane = threadIdx.x & 31;
-    if (r0 >= rows) return;
+    if (!STAGED && r0 >= rows) return;
     int p = blockIdx.y, e = ids[p], nb = cols / 32;
     int nr = min(MX_ROWS, rows - r0);
     long long row0 = (long long)e * rows + r0;
@@ -254,7 +270,11 @@ __device__ __forceinline__ void mxfp4_rows_q8(const signed char* xq, const float
     const float* drow = xd + (long long)(p / div) * nb;
     uint4 w[NC][MX_ROWS];
     unsigned char sc[NC][MX_ROWS];
-    preload_rows<NC>((const uint4*)blocks, tiled, e, r0, rows, sb, nb, nr, lane, w, sc);
+    if (r0 < rows) preload_rows<NC>((const uint4*)blocks, tiled, e, r0, rows, sb, nb, nr, lane, w, sc);
+    if (STAGED) {
+        stage_q8<NC>(xrow, drow, sxq, sxd, nb);
+        if (r0 >= rows) return;
+    }
     float acc[MX_ROWS];
     #pragma unroll
     for (int i = 0; i < MX_ROWS; i++) acc[i] = 0.f;
@@ -276,12 +296,14 @@ __device__ __forceinline__ void mxfp4_rows_q8(const signed char* xq, const float
 }
 
 // mxfp4_rows_q8 over tiled blocks (the lane mapping of mxfp4_rows_tiled).
-template <int NC>
+template <int NC, bool STAGED>
 __device__ __forceinline__ void mxfp4_rows_q8_tiled(const signed char* xq, const float* xd, int div, const int* ids,
                                                     const unsigned char* blocks, const unsigned char* scales,
                                                     const void* bias, int bdt, float* out, int rows, int cols) {
+    __shared__ uint4 sxq[STAGED ? NC * 64 : 1];
+    __shared__ float sxd[STAGED ? NC * 32 : 1];
     int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * MX_ROWS, lane = threadIdx.x & 31;
-    if (r0 >= rows) return;
+    if (!STAGED && r0 >= rows) return;
     int p = blockIdx.y, e = ids[p], nb = cols / 32;
     int nr = min(MX_ROWS, rows - r0);
     long long row0 = (long long)e * rows + r0;
@@ -289,7 +311,11 @@ __device__ __forceinline__ void mxfp4_rows_q8_tiled(const signed char* xq, const
     const float* drow = xd + (long long)(p / div) * nb;
     uint4 w[4 * NC];
     unsigned char sc[4 * NC];
-    preload_tiled<NC>((const uint4*)blocks, e, r0, rows, scales + row0 * nb, nb, nr, lane, w, sc);
+    if (r0 < rows) preload_tiled<NC>((const uint4*)blocks, e, r0, rows, scales + row0 * nb, nb, nr, lane, w, sc);
+    if (STAGED) {
+        stage_q8<NC>(xrow, drow, sxq, sxd, nb);
+        if (r0 >= rows) return;
+    }
     float acc = 0.f;
     #pragma unroll
     for (int u = 0; u < 4 * NC; u++) {
@@ -307,18 +333,34 @@ __device__ __forceinline__ void mxfp4_rows_q8_tiled(const signed char* xq, const
     const unsigned char* scales, const void* bias, int bdt, float* out, int rows, int cols
 #define MXFP4_Q8_PASS xq, xd, div, ids, blocks, tiled, scales, bias, bdt, out, rows, cols
 extern "C" __global__ void moe_mxfp4_q8_c1(MXFP4_Q8_ARGS) {
-    if (tiled) mxfp4_rows_q8_tiled<1>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
-    else mxfp4_rows_q8<1>(MXFP4_Q8_PASS);
+    if (tiled) mxfp4_rows_q8_tiled<1, false>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<1, false>(MXFP4_Q8_PASS);
 }
 extern "C" __global__ void moe_mxfp4_q8_c2(MXFP4_Q8_ARGS) {
-    if (tiled) mxfp4_rows_q8_tiled<2>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
-    else mxfp4_rows_q8<2>(MXFP4_Q8_PASS);
+    if (tiled) mxfp4_rows_q8_tiled<2, false>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<2, false>(MXFP4_Q8_PASS);
 }
 extern "C" __global__ void moe_mxfp4_q8_c3(MXFP4_Q8_ARGS) {
-    if (tiled) mxfp4_rows_q8_tiled<3>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
-    else mxfp4_rows_q8<3>(MXFP4_Q8_PASS);
+    if (tiled) mxfp4_rows_q8_tiled<3, false>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<3, false>(MXFP4_Q8_PASS);
 }
 extern "C" __global__ void moe_mxfp4_q8_c4(MXFP4_Q8_ARGS) {
-    if (tiled) mxfp4_rows_q8_tiled<4>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
-    else mxfp4_rows_q8<4>(MXFP4_Q8_PASS);
+    if (tiled) mxfp4_rows_q8_tiled<4, false>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<4, false>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8s_c1(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<1, true>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<1, true>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8s_c2(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<2, true>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<2, true>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8s_c3(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<3, true>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<3, true>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8s_c4(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<4, true>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<4, true>(MXFP4_Q8_PASS);
 }
