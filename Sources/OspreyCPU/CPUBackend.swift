@@ -6,7 +6,11 @@ import OspreyCore
 
 /// The CPU implementation of `Backend`.
 public struct CPUBackend: Backend {
-    public init() {}
+    /// nil: the CPU runs MXFP4 experts as they are. A reason makes this backend stand in for a
+    /// device that cannot (the load-time dequantize fallback is tested with it).
+    public let mxfp4Unavailable: String?
+
+    public init(mxfp4Unavailable: String? = nil) { self.mxfp4Unavailable = mxfp4Unavailable }
 
     public var device: Device { .cpu }
 

@@ -30,6 +30,21 @@ public struct CUDABackend: Backend {
         return deviceTensor(p, owner, tensor.shape, tensor.dtype)
     }
 
+    /// The MXFP4 kernels need sm_80 or newer (bf16 mma.sync, cp.async) and must compile for this
+    /// device; checked once at load by compiling (and caching) two of them.
+    public var mxfp4Unavailable: String? {
+        let (major, minor) = context.computeCapability
+        guard major >= 8 else { return "\(context.name) is sm_\(major)\(minor) and the MXFP4 kernels need sm_80 or newer" }
+        do {
+            for (layer, function) in [("MoEDecode", "moe_mxfp4_q8_c3"), ("MoEGrouped", "moe_mxfp4_mma_gate_up")] {
+                _ = try context.function(layer: layer, function)
+            }
+            return nil
+        } catch {
+            return "the MXFP4 kernels do not load on \(context.name): \(error)"
+        }
+    }
+
     /// Whether MXFP4 expert blocks are loaded tiled (OSPREY_MXFP4_TILED=0: as stored).
     var tilesExpertBlocks: Bool { ProcessInfo.processInfo.environment["OSPREY_MXFP4_TILED"] != "0" }
     /// The int8 MoE decode kernels with each pair's inputs staged in shared memory first

@@ -113,6 +113,10 @@ public protocol Backend: Sendable {
     /// The device whose memory this backend's tensors live in.
     var device: Device { get }
 
+    /// Why this backend cannot run its kernels on MXFP4 expert weights; nil when it can (the
+    /// default). Loading then expands the experts to bf16 instead and says so (issue 6's fallback).
+    var mxfp4Unavailable: String? { get }
+
     /// Copies a host tensor to this device (returns it unchanged on the CPU).
     func upload(_ tensor: Tensor) throws -> Tensor
     /// Copies host MXFP4 expert blocks u8 [E, R, nb, 16] to this device in the layout its expert
@@ -239,6 +243,8 @@ public struct PendingDownload {
 }
 
 extension Backend {
+    public var mxfp4Unavailable: String? { nil }
+
     public func embedding(_ table: Tensor, tokens: Tensor) throws -> Tensor {
         let host = try download(tokens)
         return try embedding(table, ids: (0..<host.count).map { host.raw.load(fromByteOffset: 4 * $0, as: Int32.self) })

@@ -32,7 +32,8 @@ public struct LoadedModel: Sendable {
     public let generationConfig: GenerationConfig
     /// nil when the folder has no tokenizer, or neither harmony tokens nor a chat template.
     public let chatFormat: ChatFormat?
-    /// Set when `.auto` fell back to the CPU: why.
+    /// Set when loading changed a choice for the device — `.auto` fell back to the CPU, or MXFP4
+    /// experts were dequantized because the device cannot run their kernels: why, in one line.
     public let deviceNote: String?
 
     public init(folder: ModelFolder, model: any LanguageModel, tokenizer: (any Tokenizer)?, generationConfig: GenerationConfig,
@@ -43,8 +44,23 @@ public struct LoadedModel: Sendable {
 
     /// Loads the model folder at `directory` onto `device`.
     public static func load(_ directory: URL, device: DeviceChoice = .auto, dequantize: Bool = false) throws -> LoadedModel {
-        var folder = try ModelFolder(directory: directory)
-        if dequantize { folder = try folder.dequantized() }
+        let folder = try ModelFolder(directory: directory)  // a missing folder fails before any device starts
+        let (backend, note) = try device.makeBackend()
+        return try load(folder, backend: backend, dequantize: dequantize, deviceNote: note)
+    }
+
+    /// Loads `folder` onto `backend`. MXFP4 experts stay packed unless `dequantize`, or unless the
+    /// backend cannot run the MXFP4 kernels: then they are expanded to bf16 as with `dequantize`
+    /// (transformers' fallback), and `deviceNote` says why.
+    public static func load(_ folder: ModelFolder, backend: any Backend, dequantize: Bool = false,
+                            deviceNote: String? = nil) throws -> LoadedModel {
+        var (folder, note) = (folder, deviceNote)
+        if dequantize {
+            folder = try folder.dequantized()
+        } else if folder.weights.tensorNames.contains(where: { $0.hasSuffix("_blocks") }), let why = backend.mxfp4Unavailable {
+            folder = try folder.dequantized()
+            note = "\(why): MXFP4 experts dequantized to bf16 at load (as --dequantize does)"
+        }
         let tokenizer = try loadTokenizer(folder)
         let chatFormat = try tokenizer.flatMap { try Self.chatFormat(folder, tokenizer: $0) }
         var config = GenerationConfig(defaults: folder.generationDefaults)
@@ -52,7 +68,6 @@ public struct LoadedModel: Sendable {
             struct Head: Decodable { var eosTokenId: TokenIDs? }
             config.eosTokenIds = ((try? folder.config(as: Head.self))?.eosTokenId?.ids ?? []).map { Int32(truncatingIfNeeded: $0) }
         }
-        let (backend, note) = try device.makeBackend()
         let model = try ModelRegistry.load(folder, backend: backend)
         return LoadedModel(folder: folder, model: model, tokenizer: tokenizer, generationConfig: config,
                            chatFormat: chatFormat, deviceNote: note)

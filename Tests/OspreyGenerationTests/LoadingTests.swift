@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 import OspreyCore
+import OspreyCPU
 import OspreyModels
 @testable import OspreyGeneration
 
@@ -35,6 +36,27 @@ import OspreyModels
             let b = try dense.model.forward(ids, cache: dense.model.makeCache(), allPositions: true).floats()
             let scale = a.map(abs).max()!
             #expect(zip(a, b).map { abs($0 - $1) }.max()! / scale < 1e-5)
+        }
+    }
+
+    @Test func aDeviceWithoutMXFP4KernelsGetsDequantizedExperts() throws {
+        try withRandomFolder(tokenizer: false, mxfp4: true, seed: 4) { dir in
+            let folder = try ModelFolder(directory: dir)
+            let packed = try LoadedModel.load(folder, backend: CPUBackend())
+            #expect(packed.deviceNote == nil && packed.folder.weights.contains("model.layers.0.mlp.experts.gate_up_proj_blocks"))
+            let fallback = try LoadedModel.load(folder, backend: CPUBackend(mxfp4Unavailable: "a device without them"))
+            #expect(fallback.deviceNote == "a device without them: MXFP4 experts dequantized to bf16 at load (as --dequantize does)")
+            #expect(fallback.folder.weights.contains("model.layers.0.mlp.experts.gate_up_proj")
+                    && !fallback.folder.weights.contains("model.layers.0.mlp.experts.gate_up_proj_blocks"))
+            let ids: [Int32] = [2, 7, 1, 8]
+            let a = try packed.model.forward(ids, cache: packed.model.makeCache(), allPositions: true).floats()
+            let b = try fallback.model.forward(ids, cache: fallback.model.makeCache(), allPositions: true).floats()
+            #expect(zip(a, b).map { abs($0 - $1) }.max()! / a.map(abs).max()! < 1e-5)
+        }
+        // A dense checkpoint has nothing to expand: no note.
+        try withRandomFolder(tokenizer: false, seed: 4) { dir in
+            let dense = try LoadedModel.load(try ModelFolder(directory: dir), backend: CPUBackend(mxfp4Unavailable: "x"))
+            #expect(dense.deviceNote == nil)
         }
     }
 
