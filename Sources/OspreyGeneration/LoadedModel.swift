@@ -57,7 +57,7 @@ public struct LoadedModel: Sendable {
         var (folder, note) = (folder, deviceNote)
         if dequantize {
             folder = try folder.dequantized()
-        } else if folder.weights.tensorNames.contains(where: { $0.hasSuffix("_blocks") }), let why = backend.mxfp4Unavailable {
+        } else if folder.hasMXFP4Weights, let why = backend.mxfp4Unavailable {
             folder = try folder.dequantized()
             note = "\(why): MXFP4 experts dequantized to bf16 at load (as --dequantize does)"
         }

@@ -24,11 +24,7 @@ public struct DequantizedWeights: WeightSource {
     /// Wraps `base`; tensors are expanded when read.
     public init(_ base: any WeightSource) throws {
         self.base = base
-        let packed = Set(base.tensorNames.compactMap { name -> String? in
-            guard name.hasSuffix("_blocks") else { return nil }
-            let stem = String(name.dropLast("_blocks".count))
-            return base.contains(stem + "_scales") ? stem : nil
-        })
+        let packed = Self.packedStems(of: base)
         var bytes = base.totalBytes
         for stem in packed {
             let blocks = try base.tensor(stem + "_blocks"), scales = try base.tensor(stem + "_scales")
@@ -38,6 +34,15 @@ public struct DequantizedWeights: WeightSource {
             !packed.contains { name == $0 + "_blocks" || name == $0 + "_scales" }
         } + packed.sorted()
         (self.packed, names, totalBytes) = (packed, Set(tensorNames), bytes)
+    }
+
+    /// The stems `NAME` of `source`'s MXFP4 pairs `NAME_blocks` + `NAME_scales`.
+    static func packedStems(of source: any WeightSource) -> Set<String> {
+        Set(source.tensorNames.compactMap { name -> String? in
+            guard name.hasSuffix("_blocks") else { return nil }
+            let stem = String(name.dropLast("_blocks".count))
+            return source.contains(stem + "_scales") ? stem : nil
+        })
     }
 
     public func contains(_ name: String) -> Bool { names.contains(name) }
@@ -108,6 +113,9 @@ public struct DequantizedWeights: WeightSource {
 }
 
 extension ModelFolder {
+    /// Whether the weights hold MXFP4 tensors (what `dequantized()` would expand).
+    public var hasMXFP4Weights: Bool { !DequantizedWeights.packedStems(of: weights).isEmpty }
+
     /// This folder with its MXFP4 weights shown as bf16 (the `dequantize` option).
     public func dequantized() throws -> ModelFolder {
         var copy = self

@@ -7,21 +7,21 @@
 // Launcher: CUDABackend+Ops.swift.
 #include "common.cuh"
 
-extern "C" __global__ void argmax(const float* logits, int V, int* out) {
-    __shared__ float bestV[32];
-    __shared__ int bestI[32];
-    const float* row = logits + (long long)blockIdx.x * V;
-    float bv = -INFINITY;
-    int bi = 0x7fffffff;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float x = row[i];
-        if (x > bv) { bv = x; bi = i; }  // strided scan: the first maximum of this thread's slice
-    }
+// The (value, index) maximum over a warp, ties to the lower index, in every lane.
+__device__ __forceinline__ void warp_argmax(float& bv, int& bi) {
     for (int o = 16; o > 0; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, bv, o);
         int oi = __shfl_xor_sync(0xffffffffu, bi, o);
         if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
     }
+}
+
+// The (value, index) maximum of a block from each thread's (bv, bi), ties to the lower index,
+// written to *out by thread 0; an index never set (every value NaN) is written as 0.
+__device__ __forceinline__ void block_argmax_store(float bv, int bi, int* out) {
+    __shared__ float bestV[32];
+    __shared__ int bestI[32];
+    warp_argmax(bv, bi);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) { bestV[warp] = bv; bestI[warp] = bi; }
     __syncthreads();
@@ -29,13 +29,20 @@ extern "C" __global__ void argmax(const float* logits, int V, int* out) {
         int warps = blockDim.x >> 5;
         bv = lane < warps ? bestV[lane] : -INFINITY;
         bi = lane < warps ? bestI[lane] : 0x7fffffff;
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-        }
-        if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;  // all NaN: 0
+        warp_argmax(bv, bi);
+        if (lane == 0) *out = bi == 0x7fffffff ? 0 : bi;
     }
+}
+
+extern "C" __global__ void argmax(const float* logits, int V, int* out) {
+    const float* row = logits + (long long)blockIdx.x * V;
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float x = row[i];
+        if (x > bv) { bv = x; bi = i; }  // strided scan: the first maximum of this thread's slice
+    }
+    block_argmax_store(bv, bi, out + blockIdx.x);
 }
 
 // u in (0, 1) for token i under seed: splitmix64's finaliser of seed + (i + 1) * golden, top 24 bits.
@@ -49,8 +56,6 @@ __device__ __forceinline__ float gumbel_uniform(unsigned long long seed, int i) 
 
 // params [T, 3] (u32): temperature (f32 bits, > 0), seed low and high words.
 extern "C" __global__ void sample_gumbel(const float* logits, int V, const unsigned int* params, int* out) {
-    __shared__ float bestV[32];
-    __shared__ int bestI[32];
     const float* row = logits + (long long)blockIdx.x * V;
     const unsigned int* p = params + 3 * blockIdx.x;
     const float inv = 1.f / __uint_as_float(p[0]);
@@ -61,23 +66,5 @@ extern "C" __global__ void sample_gumbel(const float* logits, int V, const unsig
         float x = __fsub_rn(__fmul_rn(row[i], inv), logf(-logf(gumbel_uniform(seed, i))));
         if (x > bv) { bv = x; bi = i; }
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-    }
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) { bestV[warp] = bv; bestI[warp] = bi; }
-    __syncthreads();
-    if (warp == 0) {
-        int warps = blockDim.x >> 5;
-        bv = lane < warps ? bestV[lane] : -INFINITY;
-        bi = lane < warps ? bestI[lane] : 0x7fffffff;
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
-        }
-        if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
-    }
+    block_argmax_store(bv, bi, out + blockIdx.x);
 }
