@@ -332,16 +332,35 @@ __device__ __forceinline__ void mxfp4_rows_q8_tiled(const signed char* xq, const
 #define MXFP4_Q8_ARGS const signed char* xq, const float* xd, int div, const int* ids, const unsigned char* blocks, int tiled, \
     const unsigned char* scales, const void* bias, int bdt, float* out, int rows, int cols
 #define MXFP4_Q8_PASS xq, xd, div, ids, blocks, tiled, scales, bias, bdt, out, rows, cols
-#define MXFP4_Q8_KERNEL(NAME, NC, STAGED)                                                                          \
-    extern "C" __global__ void NAME(MXFP4_Q8_ARGS) {                                                               \
-        if (tiled) mxfp4_rows_q8_tiled<NC, STAGED>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);   \
-        else mxfp4_rows_q8<NC, STAGED>(MXFP4_Q8_PASS);                                                             \
-    }
-MXFP4_Q8_KERNEL(moe_mxfp4_q8_c1, 1, false)
-MXFP4_Q8_KERNEL(moe_mxfp4_q8_c2, 2, false)
-MXFP4_Q8_KERNEL(moe_mxfp4_q8_c3, 3, false)
-MXFP4_Q8_KERNEL(moe_mxfp4_q8_c4, 4, false)
-MXFP4_Q8_KERNEL(moe_mxfp4_q8s_c1, 1, true)
-MXFP4_Q8_KERNEL(moe_mxfp4_q8s_c2, 2, true)
-MXFP4_Q8_KERNEL(moe_mxfp4_q8s_c3, 3, true)
-MXFP4_Q8_KERNEL(moe_mxfp4_q8s_c4, 4, true)
+extern "C" __global__ void moe_mxfp4_q8_c1(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<1, false>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<1, false>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8_c2(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<2, false>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<2, false>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8_c3(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<3, false>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<3, false>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8_c4(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<4, false>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<4, false>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8s_c1(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<1, true>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<1, true>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8s_c2(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<2, true>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<2, true>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8s_c3(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<3, true>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<3, true>(MXFP4_Q8_PASS);
+}
+extern "C" __global__ void moe_mxfp4_q8s_c4(MXFP4_Q8_ARGS) {
+    if (tiled) mxfp4_rows_q8_tiled<4, true>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+    else mxfp4_rows_q8<4, true>(MXFP4_Q8_PASS);
+}
