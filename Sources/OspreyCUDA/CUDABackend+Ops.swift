@@ -91,6 +91,30 @@ extension CUDABackend {
         return (sum, out)
     }
 
+    /// Decode-sized batches (≤ 8 rows, H ≤ 4096 and a multiple of 8, a bf16 router, k ≤ 32):
+    /// add_rms_norm_route, one launch for the residual add, the norm, the router and its top-k.
+    public func addRMSNormRoute(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float, router: Tensor, routerBias: Tensor?, k: Int) throws
+        -> (sum: Tensor, normed: Tensor, ids: Tensor, weights: Tensor) {
+        let H = a.shape[-1], T = a.count / max(H, 1), E = router.shape[0]
+        guard T <= 8, H <= 4096, H % 8 == 0, router.dtype == .bf16, router.shape == [E, H], a.shape == b.shape,
+              a.dtype == .f32, b.dtype == .f32, weight.count == H, k >= 1, k <= 32, k <= E, E <= 32 * 128,
+              routerBias.map({ $0.count == E }) ?? true else {
+            let (sum, normed) = try addRMSNorm(a, b, weight: weight, eps: eps)
+            let routing = try topKSoftmax(linear(normed, weight: router, bias: routerBias), k: k)
+            return (sum, normed, routing.ids, routing.weights)
+        }
+        for t in [a, b, weight, router] + (routerBias.map { [$0] } ?? []) { try requireDevice(t, "addRMSNormRoute") }
+        let sum = try workspace(a.shape), out = try workspace(a.shape)
+        let ids = try workspace([T, k], .i32), w = try workspace([T, k])
+        try context.launch("MoE", "add_rms_norm_route", grid: (T, 1, 1), block: 1024, sharedBytes: 4 * (H + E), [
+            .pointer(ptr(a)), .pointer(ptr(b)), .pointer(ptr(weight)), try code(weight, "addRMSNormRoute"),
+            .pointer(ptr(sum)), .pointer(ptr(out)), .pointer(ptr(router)), .pointer(routerBias.map(ptr) ?? 0),
+            try routerBias.map { try code($0, "addRMSNormRoute") } ?? .int(0), .pointer(ptr(ids)), .pointer(ptr(w)),
+            .int(Int32(H)), .int(Int32(E)), .int(Int32(k)), .float(eps),
+        ])
+        return (sum, out, ids, w)
+    }
+
     // MARK: - linear.cu
 
     public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
@@ -150,7 +174,7 @@ extension CUDABackend {
             n.append(.int(Int32(l?.weight.shape[0] ?? 0)))
         }
         let rows = layers.reduce(0) { $0 + $1.weight.shape[0] }
-        try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((rows + 3) / 4, 1, 1), block: 128, sharedBytes: T * I * 4, early: true,
+        try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((rows + 3) / 4, 1, 1), block: 128, sharedBytes: T * I * 4,
                            [.pointer(ptr(x))] + w + b + [bdt] + o + n + [.int(Int32(T)), .int(Int32(I))])
         return outs
     }
@@ -215,6 +239,25 @@ extension CUDABackend {
     }
 
     public func experts(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor) throws -> Tensor {
+        try routedExperts(x, bank: bank, ids: ids, weights: weights, then: nil).out
+    }
+
+    /// Decode-sized batches on the MXFP4 decode path: the combine, the residual add and the norm in
+    /// one launch (moe_combine_add_rms_norm); otherwise `experts` then `addRMSNorm`.
+    public func expertsAddRMSNorm(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, residual: Tensor, weight: Tensor, eps: Float) throws
+        -> (sum: Tensor, normed: Tensor) {
+        let H = x.shape[-1]
+        let fusable = residual.shape == x.shape && residual.dtype == .f32 && weight.count == H && H <= 4096
+        if fusable { try requireDevice(residual, "expertsAddRMSNorm"); try requireDevice(weight, "expertsAddRMSNorm") }
+        let r = try routedExperts(x, bank: bank, ids: ids, weights: weights, then: fusable ? (residual, weight, eps) : nil)
+        if let normed = r.normed { return (r.out, normed) }
+        return try addRMSNorm(residual, r.out, weight: weight, eps: eps)
+    }
+
+    /// The routed experts; with `then` (residual [T, H] f32, norm weight, eps) the MXFP4 decode path
+    /// returns (residual + experts, its RMSNorm) instead of (experts, nil).
+    private func routedExperts(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor,
+                               then norm: (residual: Tensor, weight: Tensor, eps: Float)?) throws -> (out: Tensor, normed: Tensor?) {
         for t in [x, ids, weights, bank.gateUpBias, bank.downBias] { try requireDevice(t, "experts") }
         let H = x.shape[-1], T = x.count / H, k = ids.shape[-1]
         let E = bank.weights.count, twoI = bank.gateUpBias.shape[-1], I = twoI / 2
@@ -243,10 +286,10 @@ extension CUDABackend {
         }
         let P = T * k
         if expertsUseGEMM(tokens: T, bank: bank) {
-            return try expertsGEMM(x, bank: bank, ids: ids, weights: weights, T: T, k: k, H: H, I: I)
+            return (try expertsGEMM(x, bank: bank, ids: ids, weights: weights, T: T, k: k, H: H, I: I), nil)
         }
         if case .mxfp4 = bank.weights, Self.usesRowsPath(pairs: P, cols: H), Self.usesRowsPath(pairs: P, cols: I), H <= 4096, I <= 4096 {
-            return try expertsMXFP4Decode(x, bank: bank, ids: ids, weights: weights, T: T, k: k, H: H, I: I, gateUp: gateUp, down: down)
+            return try expertsMXFP4Decode(x, bank: bank, ids: ids, weights: weights, T: T, k: k, H: H, I: I, gateUp: gateUp, down: down, then: norm)
         }
         // Only the tiled path reads pairs sorted by expert; decode-sized batches skip the sort.
         let order = try workspace([P], .i32)
@@ -263,7 +306,7 @@ extension CUDABackend {
         try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
             .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
         ])
-        return out
+        return (out, nil)
     }
 
     /// Decode-sized batches with MXFP4 experts. With `int8DecodeActivations` (the default): quantize
@@ -271,9 +314,10 @@ extension CUDABackend {
     /// down with the SwiGLU applied while loading its input, combine.
     private func expertsMXFP4Decode(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, T: Int, k: Int, H: Int, I: Int,
                                     gateUp: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr),
-                                    down: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr)) throws -> Tensor {
+                                    down: (KernelArgument, KernelArgument, CUdeviceptr, CUdeviceptr),
+                                    then norm: (residual: Tensor, weight: Tensor, eps: Float)?) throws -> (out: Tensor, normed: Tensor?) {
         let P = T * k, warps = 8, tiled = KernelArgument.int(bank.tiledBlocks ? 1 : 0)
-        let gu = try workspace([P, 2 * I]), y = try workspace([P, H]), out = try workspace([T, H])
+        let gu = try workspace([P, 2 * I]), y = try workspace([P, H])
         if context.int8DecodeActivations {
             // Inputs quantized to int8 per 32 values (the SwiGLU applied on the way for down), dp4a kernels.
             for (input, n, div, swiglu, w, bias, o, rows, cols) in [(x, T, k, 0, gateUp, bank.gateUpBias, gu, 2 * I, H),
@@ -284,15 +328,12 @@ extension CUDABackend {
                     .pointer(ptr(q)), .pointer(ptr(d)), .int64(Int64(n * cols / 32)), .int(Int32(cols)),
                 ])
                 let groups = (rows + 3) / 4, chunks = (cols / 32 + 31) / 32
-                try context.launch("MoEDecode", "moe_mxfp4_q8\(stagesMoEDecodeInputs ? "s" : "")_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
+                try context.launch("MoEDecode", "moe_mxfp4_q8_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
                     .pointer(ptr(q)), .pointer(ptr(d)), .int(Int32(div)), .pointer(ptr(ids)), .pointer(w.2), tiled, .pointer(w.3),
                     .pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(o)), .int(Int32(rows)), .int(Int32(cols)),
                 ])
             }
-            try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
-                .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
-            ])
-            return out
+            return try combine(y, weights: weights, T: T, k: k, H: H, then: norm)
         }
         for (input, div, swiglu, w, bias, o, rows, cols) in [(x, k, 0, gateUp, bank.gateUpBias, gu, 2 * I, H),
                                                               (gu, 1, 1, down, bank.downBias, y, H, I)] {
@@ -304,10 +345,26 @@ extension CUDABackend {
                 .pointer(ptr(o)), .int(Int32(rows)), .int(Int32(cols)),
             ])
         }
-        try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
-            .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
+        return try combine(y, weights: weights, T: T, k: k, H: H, then: norm)
+    }
+
+    /// out[t] = sum_j weights[t, j] * y[t*k + j]; with `norm`, (residual + out, its RMSNorm) in one
+    /// launch instead (norm.residual [T, H] f32, H <= 4096).
+    private func combine(_ y: Tensor, weights: Tensor, T: Int, k: Int, H: Int,
+                         then norm: (residual: Tensor, weight: Tensor, eps: Float)?) throws -> (out: Tensor, normed: Tensor?) {
+        let out = try workspace([T, H])
+        guard let norm else {
+            try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
+                .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
+            ])
+            return (out, nil)
+        }
+        let normed = try workspace([T, H])
+        try context.launch("MoE", "moe_combine_add_rms_norm", grid: (T, 1, 1), block: 1024, [
+            .pointer(ptr(y)), .pointer(ptr(weights)), .int(Int32(k)), .pointer(ptr(norm.residual)), .pointer(ptr(norm.weight)),
+            try code(norm.weight, "expertsAddRMSNorm"), .pointer(ptr(out)), .pointer(ptr(normed)), .int(Int32(H)), .float(norm.eps),
         ])
-        return out
+        return (out, normed)
     }
 
     /// Whether a matvec over `pairs` pairs with rows of `cols` inputs takes the 4-rows-per-warp path.

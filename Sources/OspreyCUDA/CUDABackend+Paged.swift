@@ -31,6 +31,22 @@ extension CUDABackend {
         return out
     }
 
+    public func rope(_ q: Tensor, _ k: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float) throws -> (q: Tensor, k: Tensor) {
+        for t in [q, k, positions, invFreq] { try requireDevice(t, "rope") }
+        guard q.shape.rank == 3, k.shape.rank == 3, q.shape[0] == k.shape[0], q.shape[2] == k.shape[2], q.dtype == .f32, k.dtype == .f32,
+              q.shape[2] == 2 * invFreq.count, invFreq.dtype == .f32, positions.dtype == .i32, positions.shape == [q.shape[0]] else {
+            throw OspreyError.invalidTensor("rope of q \(q.shape) and k \(k.shape) with \(invFreq.count) frequencies at \(positions.dtype) positions \(positions.shape)")
+        }
+        let qo = try workspace(q.shape), ko = try workspace(k.shape)
+        let (T, hq, hk) = (q.shape[0], q.shape[1], k.shape[1])
+        guard T * (hq + hk) > 0 else { return (qo, ko) }
+        try context.launch("RoPE", "rope_positions_qk", grid: (T * (hq + hk), 1, 1), block: 64, [
+            .pointer(ptr(q)), .pointer(ptr(k)), .pointer(ptr(qo)), .pointer(ptr(ko)), .pointer(ptr(invFreq)),
+            .int(Int32(T)), .int(Int32(hq)), .int(Int32(hk)), .int(Int32(q.shape[2])), .pointer(ptr(positions)), .float(scaling),
+        ])
+        return (qo, ko)
+    }
+
     // MARK: - elementwise.cu
 
     public func gatherRows(_ x: Tensor, rows: Tensor) throws -> Tensor {

@@ -47,9 +47,6 @@ public struct CUDABackend: Backend {
 
     /// Whether MXFP4 expert blocks are loaded tiled (OSPREY_MXFP4_TILED=0: as stored).
     var tilesExpertBlocks: Bool { ProcessInfo.processInfo.environment["OSPREY_MXFP4_TILED"] != "0" }
-    /// The int8 MoE decode kernels with each pair's inputs staged in shared memory first
-    /// (moe_mxfp4_q8s_cN): OSPREY_MOE_STAGE=1, until they are measured against moe_mxfp4_q8_cN.
-    let stagesMoEDecodeInputs = ProcessInfo.processInfo.environment["OSPREY_MOE_STAGE"] == "1"
 
     /// MXFP4 expert blocks in `MXFP4Tiling`'s layout, converted while they pass through the pinned
     /// staging slots (no extra copy; the tensor keeps its stored shape, padding sits past it).

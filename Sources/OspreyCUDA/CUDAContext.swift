@@ -53,10 +53,13 @@ public final class CUDAContext: @unchecked Sendable {
     /// Decode-sized MXFP4 expert matvecs quantize their inputs to int8 per 32 values and use dp4a
     /// (as llama.cpp does; ~4x fewer instructions, relative error ~1e-3). Off: f32 inputs, exact.
     public var int8DecodeActivations = true
-    /// Kernels that wait for their inputs themselves (`launch(early: true)`) are launched with
-    /// programmatic dependent launch (Hopper+): they start, and fetch their weights, while the
-    /// kernel before them finishes. On with compute capability 9+ unless OSPREY_PDL=0.
+    /// Built-in kernels are launched with programmatic dependent launch (Hopper+): each begins with
+    /// pdl_trigger() / pdl_wait() (common.cuh), so the next one starts, and fetches its weights,
+    /// while the one before it still runs. On with compute capability 9+ unless OSPREY_PDL=0.
     public var earlyLaunches = false
+    /// Layers whose source a kernel package replaced: their kernels may not wait for their inputs
+    /// (pdl_wait), so they are launched after the kernel ahead has finished.
+    private var registeredLayers: Set<String> = []
     /// When set, every launch is timed with a pair of events (and waited for: slow, for breakdowns
     /// only) and the GPU time summed per kernel name into `profile`.
     public var profileKernels = false
@@ -100,7 +103,7 @@ public final class CUDAContext: @unchecked Sendable {
         let arch = "sm_\(major)\(minor)" + (major >= 9 ? "a" : "")
         compiler = KernelCompiler(nvrtc: try NVRTC.shared(), architecture: arch, driverVersion: Int(driverVersion))
         registry = try KernelRegistry.builtIn()
-        earlyLaunches = major >= 9 && ProcessInfo.processInfo.environment["OSPREY_PDL"] == "1"
+        earlyLaunches = major >= 9 && ProcessInfo.processInfo.environment["OSPREY_PDL"] != "0"
     }
 
     /// Makes this context current on the calling thread (the driver's current context is per thread).
@@ -136,16 +139,17 @@ public final class CUDAContext: @unchecked Sendable {
     /// Implements `layer` with `source` from now on (a kernel package's override); compiled on next use.
     public func register(layer: String, source: KernelSource) {
         registry.register(layer: layer, source: source)
+        registeredLayers.insert(layer)
         functions.removeAll()
     }
 
     /// Launches `function` of `layer` on the stream with `arguments` (each a KernelArgument).
-    /// `early`: the kernel calls `pdl_wait()` (common.cuh) before it touches anything an earlier
-    /// kernel writes or reads, so it may start while the kernel before it finishes (programmatic
-    /// dependent launch, Hopper and later; see `earlyLaunches`).
+    /// Built-in kernels call `pdl_wait()` (common.cuh) before they touch anything an earlier kernel
+    /// writes or reads, so they may start while the kernel before them finishes (programmatic
+    /// dependent launch, Hopper and later; see `earlyLaunches`); `early: false` launches one after.
     /// `maxSharedMemory`: ask for the SM's largest shared-memory carveout for this kernel (set once
     /// per function), so that as many of its CTAs fit an SM as their shared memory allows.
-    func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0, early: Bool = false,
+    func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0, early: Bool = true,
                 maxSharedMemory: Bool = false, _ arguments: [KernelArgument]) throws {
         let f = try self.function(layer: layer, function)
         if maxSharedMemory && !carvedOut.contains(function) {
@@ -153,7 +157,7 @@ public final class CUDAContext: @unchecked Sendable {
             try driver.check(driver.cuFuncSetAttribute(f, 9, 100), "cuFuncSetAttribute(\(function), carveout)")
             carvedOut.insert(function)
         }
-        let early = early && earlyLaunches
+        let early = early && earlyLaunches && !registeredLayers.contains(layer)
         if profileKernels {
             return try timed(function) { try self.launchNow(f, function, grid: grid, block: block, sharedBytes: sharedBytes, early: early, arguments) }
         }

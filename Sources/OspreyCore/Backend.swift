@@ -158,6 +158,9 @@ public protocol Backend: Sendable {
     /// Like `rope(_:start:invFreq:scaling:)` with row t at position `positions[t]` (i32 [T] on this device).
     /// Default: one `rope(start:)` per row after reading the positions on the host.
     func rope(_ x: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float) throws -> Tensor
+    /// `rope(_:positions:invFreq:scaling:)` of q [T, Hq, D] and k [T, Hk, D] at the same positions,
+    /// in one call (one launch on a GPU). Default: one call each.
+    func rope(_ q: Tensor, _ k: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float) throws -> (q: Tensor, k: Tensor)
     /// Writes row t of k and v (f32 [T, Hkv, D]) into row `slots[t]` of `kCache` and `vCache`
     /// ([rows, Hkv, D], both f32 or both bf16), in place; slots is i32 [T] on this device and a
     /// slot < 0 skips its row. Into a bf16 cache each value is rounded to nearest even (`bf16Bits`).
@@ -180,6 +183,16 @@ public protocol Backend: Sendable {
     /// Routed experts: for each token t and each of its k picks e with weight w,
     /// `out[t] += w * (down_e(swiglu(gateUp_e(x[t]) + bGU_e)) + bD_e)`. x [T, H] -> [T, H].
     func experts(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor) throws -> Tensor
+    /// The residual add, the norm and the MoE routing in one call: `addRMSNorm(a, b)`, then
+    /// `topKSoftmax(linear(normed, router, routerBias), k)`. Default: those three; the CUDA backend
+    /// does decode-sized batches in one kernel.
+    func addRMSNormRoute(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float, router: Tensor, routerBias: Tensor?, k: Int) throws
+        -> (sum: Tensor, normed: Tensor, ids: Tensor, weights: Tensor)
+    /// The experts' output added to `residual` and normalized: `addRMSNorm(residual, experts(x, ...))`
+    /// in one call. Default: those two; the CUDA backend folds the experts' weighted combine into the
+    /// add for decode-sized batches.
+    func expertsAddRMSNorm(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, residual: Tensor, weight: Tensor, eps: Float) throws
+        -> (sum: Tensor, normed: Tensor)
 
     /// Like `embedding(_:ids:)` with the ids already on this device (i32 [T]), e.g. the previous
     /// step's argmax, so a decode step needs nothing from the host. Ids outside the table give zero rows.
@@ -264,6 +277,22 @@ extension Backend {
     public func addRMSNorm(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float) throws -> (sum: Tensor, normed: Tensor) {
         let sum = try add(a, b)
         return (sum, try rmsNorm(sum, weight: weight, eps: eps))
+    }
+
+    public func addRMSNormRoute(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float, router: Tensor, routerBias: Tensor?, k: Int) throws
+        -> (sum: Tensor, normed: Tensor, ids: Tensor, weights: Tensor) {
+        let (sum, normed) = try addRMSNorm(a, b, weight: weight, eps: eps)
+        let routing = try topKSoftmax(linear(normed, weight: router, bias: routerBias), k: k)
+        return (sum, normed, routing.ids, routing.weights)
+    }
+
+    public func expertsAddRMSNorm(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, residual: Tensor, weight: Tensor, eps: Float) throws
+        -> (sum: Tensor, normed: Tensor) {
+        try addRMSNorm(residual, experts(x, bank: bank, ids: ids, weights: weights), weight: weight, eps: eps)
+    }
+
+    public func rope(_ q: Tensor, _ k: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float) throws -> (q: Tensor, k: Tensor) {
+        (try rope(q, positions: positions, invFreq: invFreq, scaling: scaling), try rope(k, positions: positions, invFreq: invFreq, scaling: scaling))
     }
 
     public func beginStep() throws {}

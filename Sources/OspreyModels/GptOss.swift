@@ -130,8 +130,8 @@ struct GptOssAttention: Sendable {
         let T = x.shape[0]
         // q, k and v read the same x: one call (one launch for decode on a GPU).
         let qkv = try b.linears(x, [(qProj.weight, qProj.bias), (kProj.weight, kProj.bias), (vProj.weight, vProj.bias)])
-        let q = try cache.rope(qkv[0].reshaped([T, heads, headDim]), invFreq: invFreq, scaling: rope.attentionScaling, on: b)
-        let k = try cache.rope(qkv[1].reshaped([T, kvHeads, headDim]), invFreq: invFreq, scaling: rope.attentionScaling, on: b)
+        let (q, k) = try cache.rope(qkv[0].reshaped([T, heads, headDim]), qkv[1].reshaped([T, kvHeads, headDim]),
+                                    invFreq: invFreq, scaling: rope.attentionScaling, on: b)
         let v = qkv[2].reshaped([T, kvHeads, headDim])  // q [T, Hq, D], k/v [T, Hkv, D]
         let o = try cache.attention(layer: layer, q: q, k: k, v: v, sinks: sinks, window: window,
                                     scale: 1 / Float(headDim).squareRoot(), on: b)
@@ -177,11 +177,6 @@ struct GptOssMoE: Sendable {
                           downBias: try w.tensor("\(e).down_proj_bias", [E, H]),
                           swigluLimit: c.swigluLimit ?? 7, tiledBlocks: tiled)
     }
-
-    func callAsFunction(_ x: Tensor, on b: any Backend) throws -> Tensor {
-        let routing = try b.topKSoftmax(router(x, on: b), k: topK)
-        return try b.experts(x, bank: bank, ids: routing.ids, weights: routing.weights)
-    }
 }
 
 // MARK: - Block
@@ -203,11 +198,14 @@ struct GptOssBlock: Sendable {
 
     /// x [T, H] with `normed` = RMSNorm(x) by this block's input norm; returns the block's output
     /// and that output normalized by `nextNorm` (the next block's input norm, or the final norm):
-    /// each residual add is fused with the norm that follows it.
+    /// each residual add is fused with the norm that follows it, the first also with the routing and
+    /// the second with the experts' combine.
     func callAsFunction(_ x: Tensor, normed: Tensor, nextNorm: Tensor, layer: Int, cache: any AttentionCache,
                         on b: any Backend) throws -> (out: Tensor, normed: Tensor) {
-        let (h, hn) = try b.addRMSNorm(x, attention(normed, layer: layer, cache: cache, on: b), weight: postAttentionNorm, eps: eps)
-        let (out, outNormed) = try b.addRMSNorm(h, mlp(hn, on: b), weight: nextNorm, eps: eps)
+        let routed = try b.addRMSNormRoute(x, attention(normed, layer: layer, cache: cache, on: b), weight: postAttentionNorm, eps: eps,
+                                           router: mlp.router.weight, routerBias: mlp.router.bias, k: mlp.topK)
+        let (out, outNormed) = try b.expertsAddRMSNorm(routed.normed, bank: mlp.bank, ids: routed.ids, weights: routed.weights,
+                                                       residual: routed.sum, weight: nextNorm, eps: eps)
         return (out, outNormed)
     }
 }

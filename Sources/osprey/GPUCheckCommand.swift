@@ -51,7 +51,7 @@ struct GPUCheck: ParsableCommand {
             gpu.context.poisonWorkspace = true
             var checks = OpChecks(gpu: gpu)
             let ops = try checks.runAll() + mxfp4OddCaseChecks(gpu: gpu) + groupedMXFP4Checks(gpu: gpu)
-            lines += ["## Ops against the CPU oracle (max |Δ| / max |ref|; bound 1e-4 for f32 compute, 1e-2 where cuBLASLt takes bf16 inputs, 2e-2 for int8 inputs)", "",
+            lines += ["## Ops against the CPU oracle (max |Δ| / max |ref|; bound 1e-4 for f32 compute, 1e-2 where cuBLASLt takes bf16 inputs, 3e-2 for int8 inputs)", "",
                       "| op | case | relative error | result |", "|---|---|---|---|"]
             for r in ops {
                 lines.append("| \(r.op) | \(r.shape) | \(String(format: "%.2e", r.error)) | \(r.passed ? "ok" : "FAIL") |")

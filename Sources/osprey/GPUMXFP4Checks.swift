@@ -22,7 +22,7 @@
 // moe_mxfp4_rows_cN exactly in f32 when int8DecodeActivations is off; N = blocks per lane:
 // H = 448 → 1, I = 1056 → 2, I = 2080 → 3, H = 4096 → 4); H > 4096 takes moe_matvec_rows4;
 // > 64 pairs under 16 tokens the tiled moe_matvec; ≥ 16 tokens cuBLASLt on the bf16 expansion
-// (mxfp4_to_bf16). Bounds as in GPUOpChecks: 1e-4 exact f32, 2e-2 int8 inputs, 1e-2 cuBLASLt.
+// (mxfp4_to_bf16). Bounds as in GPUOpChecks: 1e-4 exact f32, 3e-2 int8 inputs, 1e-2 cuBLASLt.
 import Foundation
 import OspreyCore
 import OspreyCPU
@@ -92,7 +92,7 @@ private struct MXFP4OddCases {
                             let shape = "\(group.name) in \(half.rawValue), T\(T) E\(E) k\(k) H\(H) I\(I) (\(path)\(devBank.tiledBlocks ? ", tiled blocks" : ""))"
                                 + (half == .gateUp ? ", alpha 2^\(-kR)" : "")
                             out.append(try compare("experts mxfp4 odd", shape, gpu: g, cpu: reference,
-                                                   bound: gemm ? 1e-2 : (decode && int8 ? 2e-2 : 1e-4)))
+                                                   bound: gemm ? 1e-2 : (decode && int8 ? 3e-2 : 1e-4)))
                         }
                     } }
                 }

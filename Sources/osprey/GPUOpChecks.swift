@@ -115,6 +115,19 @@ struct OpChecks {
             out.append(try compare("topKSoftmax ids", "T\(T) E\(E) k\(k)", gpu: g.ids, cpu: c.ids, bound: 0))
             out.append(try compare("topKSoftmax weights", "T\(T) E\(E) k\(k)", gpu: g.weights, cpu: c.weights))
         }
+        // The fused residual add + norm + router + top-k (one kernel up to 8 rows; 12 rows take the unfused ops).
+        for (T, H, E, k) in [(1, 2880, 32, 4), (3, 2880, 128, 4), (5, 64, 6, 3), (12, 128, 32, 4)] {
+            let a = random([T, H], scale: 2), b = random([T, H]), w = random([H], .bf16, scale: 1)
+            let router = random([E, H], .bf16, scale: 0.2), bias = random([E], .bf16, scale: 0.5)
+            try gpu.beginStep()
+            let g = try gpu.addRMSNormRoute(up(a), up(b), weight: up(w), eps: 1e-5, router: up(router), routerBias: up(bias), k: k)
+            let c = try cpu.addRMSNormRoute(a, b, weight: w, eps: 1e-5, router: router, routerBias: bias, k: k)
+            let shape = "T\(T) H\(H) E\(E) k\(k)"
+            out.append(try compare("addRMSNormRoute sum", shape, gpu: g.sum, cpu: c.sum))
+            out.append(try compare("addRMSNormRoute normed", shape, gpu: g.normed, cpu: c.normed))
+            out.append(try compare("addRMSNormRoute ids", shape, gpu: g.ids, cpu: c.ids, bound: 0))
+            out.append(try compare("addRMSNormRoute weights", shape, gpu: g.weights, cpu: c.weights))
+        }
         // T >= 16 runs on cuBLASLt (bf16 activations): bf16 bound.
         for (T, E, k, H, I, mx) in [(1, 32, 4, 2880, 2880, true), (6, 5, 2, 64, 96, true), (4, 3, 2, 48, 32, false), (9, 8, 4, 256, 128, false),
                                     (2, 32, 4, 2880, 2880, true), (64, 32, 4, 2880, 2880, true), (40, 8, 2, 256, 128, false), (100, 6, 3, 64, 96, true)] {
@@ -138,8 +151,10 @@ struct OpChecks {
             }
             let gemm = T >= 16
             let reference = try cpu.experts(x, bank: hostBank, ids: routing.ids, weights: routing.weights)
-            // MXFP4 decode runs with int8 inputs by default (bound 2e-2: int8 keeps ~8 bits per value,
-            // like bf16) and exactly in f32 when asked.
+            // MXFP4 decode runs with int8 inputs by default and exactly in f32 when asked (bound 1e-4:
+            // that checks the kernels' decoding). int8: two quantizations in a row (x, then SwiGLU(gu)),
+            // each value off by up to 1/254 of its 32-value block's largest; bound 3e-2 (the 64-wide
+            // case measured 1.1e-2 and 2.1e-2 on two draws of random data, H200, 2026-11-29).
             for int8 in mx && !gemm ? [true, false] : [gpu.context.int8DecodeActivations] {
                 gpu.context.int8DecodeActivations = int8
                 defer { gpu.context.int8DecodeActivations = true }
@@ -147,7 +162,15 @@ struct OpChecks {
                 let g = try gpu.experts(up(x), bank: devBank, ids: up(routing.ids), weights: up(routing.weights))
                 let mode = gemm ? (mx ? " (GEMM path: grouped MXFP4 or cuBLASLt; bf16 in)" : " (cuBLASLt, bf16 in)") : (mx && int8 ? " (int8 inputs, dp4a)" : "")
                 out.append(try compare("experts", "T\(T) E\(E) k\(k) H\(H) I\(I) \(mx ? "mxfp4" : "bf16")\(mode)", gpu: g,
-                                       cpu: reference, bound: gemm ? 1e-2 : (mx && int8 ? 2e-2 : 1e-4)))
+                                       cpu: reference, bound: gemm ? 1e-2 : (mx && int8 ? 3e-2 : 1e-4)))
+                // The combine folded into the residual add and the next norm (moe_combine_add_rms_norm).
+                let residual = random([T, H]), nw = random([H], .bf16, scale: 1)
+                let f = try gpu.expertsAddRMSNorm(up(x), bank: devBank, ids: up(routing.ids), weights: up(routing.weights),
+                                                  residual: up(residual), weight: up(nw), eps: 1e-5)
+                let c = try cpu.addRMSNorm(residual, reference, weight: nw, eps: 1e-5)
+                let fusedCase = "T\(T) E\(E) k\(k) H\(H) I\(I) \(mx ? "mxfp4" : "bf16")\(mode)"
+                out.append(try compare("expertsAddRMSNorm sum", fusedCase, gpu: f.sum, cpu: c.sum, bound: gemm ? 1e-2 : (mx && int8 ? 3e-2 : 1e-4)))
+                out.append(try compare("expertsAddRMSNorm normed", fusedCase, gpu: f.normed, cpu: c.normed, bound: gemm ? 1e-2 : (mx && int8 ? 3e-2 : 1e-4)))
             }
         }
         out += try pagedChecks()
@@ -224,6 +247,11 @@ extension OpChecks {
         try gpu.beginStep()
         out.append(try compare("rope(positions:)", "T7 heads8 D64 positions 0...100000", gpu: gpu.rope(up(x), positions: up(positions), invFreq: up(freqs), scaling: 1.3466),
                                cpu: cpu.rope(x, positions: positions, invFreq: freqs, scaling: 1.3466)))
+        let kx = random([7, 3, 64])
+        try gpu.beginStep()
+        let pair = try gpu.rope(up(x), up(kx), positions: up(positions), invFreq: up(freqs), scaling: 1.3466)
+        out.append(try compare("rope(q, k, positions:) q", "T7 heads8 + 3 D64", gpu: pair.q, cpu: cpu.rope(x, positions: positions, invFreq: freqs, scaling: 1.3466)))
+        out.append(try compare("rope(q, k, positions:) k", "T7 heads8 + 3 D64", gpu: pair.k, cpu: cpu.rope(kx, positions: positions, invFreq: freqs, scaling: 1.3466)))
         let rows = random([9, 2880]), picks = i32([8, 0, 3, 3])
         try gpu.beginStep()
         out.append(try compare("gatherRows", "T9 H2880 rows [8, 0, 3, 3]", gpu: gpu.gatherRows(up(rows), rows: up(picks)), cpu: cpu.gatherRows(rows, rows: picks), bound: 0))

@@ -52,7 +52,7 @@ import Testing
                 let layer = String(match.output[1].substring ?? "")
                 var name = String(match.output[2].substring ?? "").trimmingCharacters(in: .whitespaces)
                 let source = try registry.source(for: layer).text
-                let kernels = Set(source.matches(of: try Regex(#"extern "C" __global__ void ([A-Za-z0-9_]+)\("#))
+                let kernels = Set(source.matches(of: try Regex(#"extern "C" __global__ void (?:__launch_bounds__\([0-9]+\) )?([A-Za-z0-9_]+)\("#))
                     .map { String($0.output[1].substring ?? "") })
                 if name.hasPrefix("loads.map") || !name.hasPrefix("\"") {
                     // A computed name (a ternary or a map): every quoted literal in it must be a kernel of the layer.
@@ -72,6 +72,35 @@ import Testing
             }
         }
         #expect(checked >= 20)
+    }
+
+    /// Built-in kernels are launched before the kernel ahead of them has finished (programmatic
+    /// dependent launch), so each entry point must begin with `pdl_trigger(); pdl_wait();`. The
+    /// kernels that prefetch weights first (the decode linears, the fused router) begin with
+    /// `pdl_trigger();` and must wait before their first read of an input. A kernel added without
+    /// these would read its inputs before they are written.
+    @Test func everyKernelWaitsForTheKernelAhead() throws {
+        let entry = try Regex(#"extern "C" __global__ void (?:__launch_bounds__\([0-9]+\) )?([A-Za-z0-9_]+)\([^{]*\{\s*([^;]*;)\s*([^;]*;)?"#)
+        var checked = 0
+        for source in try BundledKernels.all() {
+            for match in source.text.matches(of: entry) {
+                let name = String(match.output[1].substring ?? "")
+                let first = String(match.output[2].substring ?? ""), second = String(match.output[3].substring ?? "")
+                #expect(first == "pdl_trigger();", "\(source.name): \(name) does not begin with pdl_trigger()")
+                if name.hasPrefix("linear_bf16_decode_n") {
+                    #expect(second.hasPrefix("linear_decode_preloaded<") && source.text.contains("pdl_wait();  // weights requested"),
+                            "\(source.name): \(name)")
+                } else if name == "add_rms_norm_route" {
+                    let rest = source.text[match.range.upperBound...]
+                    let body = rest[..<(rest.range(of: "\n}\n")?.lowerBound ?? rest.endIndex)]
+                    #expect(body.contains("pdl_wait();"), "\(source.name): \(name) never waits for the kernel ahead")
+                } else {
+                    #expect(second == "pdl_wait();", "\(source.name): \(name) does not wait for the kernel ahead first")
+                }
+                checked += 1
+            }
+        }
+        #expect(checked >= 100)
     }
 
     @Test func cacheKeysDependOnEveryInput() {

@@ -205,14 +205,14 @@ __device__ __forceinline__ void attention_prefill(const float* q, const float* k
 #define PREFILL_ARGS const float* q, const float* k, const float* v, const void* sinks, int sdt, float* out, \
     int T, int Hq, int Hkv, int S, int qstart, int kstart, int window, float scale
 #define PREFILL_PASS q, k, v, sinks, sdt, out, T, Hq, Hkv, S, qstart, kstart, window, scale
-extern "C" __global__ void attention_prefill_d16(PREFILL_ARGS) { attention_prefill<16>(PREFILL_PASS); }
-extern "C" __global__ void attention_prefill_d32(PREFILL_ARGS) { attention_prefill<32>(PREFILL_PASS); }
-extern "C" __global__ void attention_prefill_d64(PREFILL_ARGS) { attention_prefill<64>(PREFILL_PASS); }
+extern "C" __global__ void attention_prefill_d16(PREFILL_ARGS) { pdl_trigger(); pdl_wait(); attention_prefill<16>(PREFILL_PASS); }
+extern "C" __global__ void attention_prefill_d32(PREFILL_ARGS) { pdl_trigger(); pdl_wait(); attention_prefill<32>(PREFILL_PASS); }
+extern "C" __global__ void attention_prefill_d64(PREFILL_ARGS) { pdl_trigger(); pdl_wait(); attention_prefill<64>(PREFILL_PASS); }
 
 #define CHUNKED_PASS q, k, v, sinks, sdt, out, Hq, Hkv, S, qstart, kstart, window, scale
 
-extern "C" __global__ void attention(ATTENTION_ARGS) { attention_impl<0>(ATTENTION_PASS); }
-extern "C" __global__ void attention_d16(ATTENTION_ARGS) { attention_chunked<16>(CHUNKED_PASS); }
-extern "C" __global__ void attention_d32(ATTENTION_ARGS) { attention_chunked<32>(CHUNKED_PASS); }
-extern "C" __global__ void attention_d64(ATTENTION_ARGS) { attention_chunked<64>(CHUNKED_PASS); }
-extern "C" __global__ void attention_d128(ATTENTION_ARGS) { attention_chunked<128>(CHUNKED_PASS); }
+extern "C" __global__ void attention(ATTENTION_ARGS) { pdl_trigger(); pdl_wait(); attention_impl<0>(ATTENTION_PASS); }
+extern "C" __global__ void attention_d16(ATTENTION_ARGS) { pdl_trigger(); pdl_wait(); attention_chunked<16>(CHUNKED_PASS); }
+extern "C" __global__ void attention_d32(ATTENTION_ARGS) { pdl_trigger(); pdl_wait(); attention_chunked<32>(CHUNKED_PASS); }
+extern "C" __global__ void attention_d64(ATTENTION_ARGS) { pdl_trigger(); pdl_wait(); attention_chunked<64>(CHUNKED_PASS); }
+extern "C" __global__ void attention_d128(ATTENTION_ARGS) { pdl_trigger(); pdl_wait(); attention_chunked<128>(CHUNKED_PASS); }

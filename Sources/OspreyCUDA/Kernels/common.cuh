@@ -52,13 +52,21 @@ __device__ __forceinline__ long long mx_block(long long e, int r, int b, int R, 
     return (((e * RT + (r >> 7)) * NB2 + (b >> 1)) * 2 + (b & 1)) * 128 + (r & 127);
 }
 
-// Programmatic dependent launch (sm_90+): a kernel launched with `early: true` (CUDAContext.launch)
-// may start before the kernel ahead of it in the stream has finished, so it must call pdl_wait()
-// before it reads what earlier kernels write or writes what they read; what it does before (fetch
-// weights, which no kernel writes) overlaps their tail. A no-op where there is no such launch.
+// Programmatic dependent launch (sm_90+). Every kernel here begins with pdl_trigger(), which lets
+// the next kernel in the stream start as soon as all of this one's CTAs are running, and then
+// pdl_wait(), which returns once the kernel before it has finished and its writes are visible; a
+// kernel that streams weights (which no kernel writes) issues those loads between the two, so they
+// overlap the kernel ahead (linear.cu). Built-in kernels are launched so (CUDAContext.launch, early);
+// both are no-ops where there is no such launch.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
 }
 
@@ -105,6 +113,28 @@ __device__ __forceinline__ float block_max(float v, float* scratch /* 32 floats 
     __syncthreads();
     v = lane < warps ? scratch[lane] : -INFINITY;
     return warp_max(v);
+}
+
+#define NORM_VPT 4  // values per thread of norm_row: rows up to 4 * 1024
+
+// RMSNorm of one row held NORM_VPT values per thread (v[k] = x[threadIdx.x + k * blockDim.x], 0
+// past H): out[i] = w[i] * (x[i] * rsqrt(mean(x^2) + eps)), also into `copy` (shared memory) when
+// given. elementwise.cu's norms and moe.cu's add_rms_norm_route.
+__device__ __forceinline__ void norm_row(float* v, int H, const void* w, int dt, float* out, float* copy, float eps, float* scratch) {
+    float ss = 0.f;
+    #pragma unroll
+    for (int k = 0; k < NORM_VPT; k++) ss += v[k] * v[k];
+    ss = block_sum(ss, scratch);
+    float r = 1.f / sqrtf(ss / (float)H + eps);
+    #pragma unroll
+    for (int k = 0; k < NORM_VPT; k++) {
+        int i = threadIdx.x + k * blockDim.x;
+        if (i < H) {
+            float y = load_w(w, i, dt) * (v[k] * r);
+            out[i] = y;
+            if (copy) copy[i] = y;
+        }
+    }
 }
 
 // One staged chunk of prefill attention for one query (attention.cu and paged_attention.cu): the

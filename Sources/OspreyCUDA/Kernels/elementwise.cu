@@ -7,6 +7,7 @@
 // out[t, :] = table[ids[t], :]; one block per token. An id outside [0, V) gives a zero row (ids
 // staged from the host are checked there; ids made on the device come from argmax).
 extern "C" __global__ void embedding(const void* table, int dt, const int* ids, float* out, int H, int V) {
+    pdl_trigger(); pdl_wait();
     long long row = ids[blockIdx.x];
     bool ok = row >= 0 && row < V;
     for (int i = threadIdx.x; i < H; i += blockDim.x) out[(long long)blockIdx.x * H + i] = ok ? load_w(table, row * H + i, dt) : 0.f;
@@ -14,12 +15,14 @@ extern "C" __global__ void embedding(const void* table, int dt, const int* ids, 
 
 // out = a + b over n elements.
 extern "C" __global__ void add(const float* a, const float* b, float* out, long long n) {
+    pdl_trigger(); pdl_wait();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         out[i] = a[i] + b[i];
 }
 
 // out[t] = w * (x[t] * rsqrt(mean(x[t]^2) + eps)); one block per row.
 extern "C" __global__ void rms_norm(const float* x, const void* w, int dt, float* out, int H, float eps) {
+    pdl_trigger(); pdl_wait();
     __shared__ float scratch[32];
     const float* xr = x + (long long)blockIdx.x * H;
     float ss = 0.f;
@@ -29,23 +32,9 @@ extern "C" __global__ void rms_norm(const float* x, const void* w, int dt, float
     for (int i = threadIdx.x; i < H; i += blockDim.x) out[(long long)blockIdx.x * H + i] = load_w(w, i, dt) * (xr[i] * r);
 }
 
-#define NORM_VPT 4  // values per thread: rows up to 4 * 1024
-
-__device__ __forceinline__ void norm_row(float* v, int H, const void* w, int dt, float* out, float eps, float* scratch) {
-    float ss = 0.f;
-    #pragma unroll
-    for (int k = 0; k < NORM_VPT; k++) ss += v[k] * v[k];
-    ss = block_sum(ss, scratch);
-    float r = 1.f / sqrtf(ss / (float)H + eps);
-    #pragma unroll
-    for (int k = 0; k < NORM_VPT; k++) {
-        int i = threadIdx.x + k * blockDim.x;
-        if (i < H) out[i] = load_w(w, i, dt) * (v[k] * r);
-    }
-}
-
 // out[t] = w * (x[t] * rsqrt(mean(x[t]^2) + eps)); one 1024-thread block per row, H <= 4096.
 extern "C" __global__ void rms_norm_rows(const float* x, const void* w, int dt, float* out, int H, float eps) {
+    pdl_trigger(); pdl_wait();
     __shared__ float scratch[32];
     const float* xr = x + (long long)blockIdx.x * H;
     float v[NORM_VPT];
@@ -54,11 +43,12 @@ extern "C" __global__ void rms_norm_rows(const float* x, const void* w, int dt, 
         int i = threadIdx.x + k * blockDim.x;
         v[k] = i < H ? xr[i] : 0.f;
     }
-    norm_row(v, H, w, dt, out + (long long)blockIdx.x * H, eps, scratch);
+    norm_row(v, H, w, dt, out + (long long)blockIdx.x * H, nullptr, eps, scratch);
 }
 
 // sum[t] = a[t] + b[t]; out[t] = RMSNorm(sum[t]) * w; one 1024-thread block per row, H <= 4096.
 extern "C" __global__ void add_rms_norm(const float* a, const float* b, const void* w, int dt, float* sum, float* out, int H, float eps) {
+    pdl_trigger(); pdl_wait();
     __shared__ float scratch[32];
     long long base = (long long)blockIdx.x * H;
     float v[NORM_VPT];
@@ -68,5 +58,5 @@ extern "C" __global__ void add_rms_norm(const float* a, const float* b, const vo
         v[k] = i < H ? a[base + i] + b[base + i] : 0.f;
         if (i < H) sum[base + i] = v[k];
     }
-    norm_row(v, H, w, dt, out + base, eps, scratch);
+    norm_row(v, H, w, dt, out + base, nullptr, eps, scratch);
 }

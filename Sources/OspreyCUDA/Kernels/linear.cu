@@ -17,6 +17,7 @@
 
 extern "C" __global__ void linear(const float* x, const void* W, int wdt, const void* bias, int bdt, float* out,
                                   int T, int O, int I) {
+    pdl_trigger(); pdl_wait();
     int o = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
     if (o >= O) return;
     int t0 = blockIdx.y * TILE;
@@ -39,6 +40,7 @@ extern "C" __global__ void linear(const float* x, const void* W, int wdt, const 
 
 extern "C" __global__ void linear_bf16x8(const float* x, const unsigned short* W, const void* bias, int bdt, float* out,
                                          int T, int O, int I) {
+    pdl_trigger(); pdl_wait();
     int o = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
     if (o >= O) return;
     int t0 = blockIdx.y * TILE;
@@ -162,13 +164,14 @@ __device__ __forceinline__ void linear_decode_preloaded(const float* x, const un
 #define LINEAR_DECODE_ARGS const float* x, const unsigned short* W0, const unsigned short* W1, const unsigned short* W2, \
     const void* b0, const void* b1, const void* b2, int bdt, float* out0, float* out1, float* out2, int O0, int O1, int O2, int T, int I
 #define LINEAR_DECODE_PASS x, W0, W1, W2, b0, b1, b2, bdt, out0, out1, out2, O0, O1, O2, T, I
-extern "C" __global__ void linear_bf16_decode_n4(LINEAR_DECODE_ARGS) { linear_decode_preloaded<4>(LINEAR_DECODE_PASS); }
-extern "C" __global__ void linear_bf16_decode_n8(LINEAR_DECODE_ARGS) { linear_decode_preloaded<8>(LINEAR_DECODE_PASS); }
-extern "C" __global__ void linear_bf16_decode_n12(LINEAR_DECODE_ARGS) { linear_decode_preloaded<12>(LINEAR_DECODE_PASS); }
-extern "C" __global__ void linear_bf16_decode_n16(LINEAR_DECODE_ARGS) { linear_decode_preloaded<16>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n4(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<4>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n8(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<8>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n12(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<12>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n16(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<16>(LINEAR_DECODE_PASS); }
 
 // y = bf16(x), round to nearest even (NaN kept).
 extern "C" __global__ void to_bf16(const float* x, unsigned short* y, long long n) {
+    pdl_trigger(); pdl_wait();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         y[i] = f32_to_bf16_rne(x[i]);
     }
@@ -176,6 +179,7 @@ extern "C" __global__ void to_bf16(const float* x, unsigned short* y, long long 
 
 // y[t, o] += b[o] over n = T * O elements.
 extern "C" __global__ void add_bias(float* y, const void* b, int bdt, long long n, int O) {
+    pdl_trigger(); pdl_wait();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         y[i] += load_w(b, i % O, bdt);
 }

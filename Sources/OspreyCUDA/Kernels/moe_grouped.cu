@@ -299,12 +299,12 @@ __device__ __forceinline__ void grouped_mxfp4(const unsigned short* act, const i
 #define GROUPED_PASS act, tiles, order, blocks, tiled, scales, bias, bdt, out, R, K, limit, alpha
 // Tiles of 32 pairs, 4 stages (44 KB of shared memory at K = 2,880), and of 64 pairs, 3 stages
 // (48 KB), for batches averaging 32+ pairs per expert (half the weight and input traffic per FLOP).
-extern "C" __global__ void moe_mxfp4_mma_gate_up(GROUPED_ARGS) { grouped_mxfp4<GM_GATE_UP, true, 32, 4>(GROUPED_PASS); }
-extern "C" __global__ void moe_mxfp4_mma_down(GROUPED_ARGS) { grouped_mxfp4<GM_DOWN, true, 32, 4>(GROUPED_PASS); }
-extern "C" __global__ void moe_mxfp4_mma64_gate_up(GROUPED_ARGS) { grouped_mxfp4<GM_GATE_UP, true, 64, 3>(GROUPED_PASS); }
-extern "C" __global__ void moe_mxfp4_mma64_down(GROUPED_ARGS) { grouped_mxfp4<GM_DOWN, true, 64, 3>(GROUPED_PASS); }
-extern "C" __global__ void moe_mxfp4_fma_gate_up(GROUPED_ARGS) { grouped_mxfp4<GM_GATE_UP, false, 32, 4>(GROUPED_PASS); }
-extern "C" __global__ void moe_mxfp4_fma_down(GROUPED_ARGS) { grouped_mxfp4<GM_DOWN, false, 32, 4>(GROUPED_PASS); }
+extern "C" __global__ void moe_mxfp4_mma_gate_up(GROUPED_ARGS) { pdl_trigger(); pdl_wait(); grouped_mxfp4<GM_GATE_UP, true, 32, 4>(GROUPED_PASS); }
+extern "C" __global__ void moe_mxfp4_mma_down(GROUPED_ARGS) { pdl_trigger(); pdl_wait(); grouped_mxfp4<GM_DOWN, true, 32, 4>(GROUPED_PASS); }
+extern "C" __global__ void moe_mxfp4_mma64_gate_up(GROUPED_ARGS) { pdl_trigger(); pdl_wait(); grouped_mxfp4<GM_GATE_UP, true, 64, 3>(GROUPED_PASS); }
+extern "C" __global__ void moe_mxfp4_mma64_down(GROUPED_ARGS) { pdl_trigger(); pdl_wait(); grouped_mxfp4<GM_DOWN, true, 64, 3>(GROUPED_PASS); }
+extern "C" __global__ void moe_mxfp4_fma_gate_up(GROUPED_ARGS) { pdl_trigger(); pdl_wait(); grouped_mxfp4<GM_GATE_UP, false, 32, 4>(GROUPED_PASS); }
+extern "C" __global__ void moe_mxfp4_fma_down(GROUPED_ARGS) { pdl_trigger(); pdl_wait(); grouped_mxfp4<GM_DOWN, false, 32, 4>(GROUPED_PASS); }
 
 // One block (1024 threads): counting sort of the P pairs by expert (order[sorted position] = pair;
 // positions past the routed pairs -1), and the tile list: each expert's sorted run cut into
@@ -313,6 +313,7 @@ extern "C" __global__ void moe_mxfp4_fma_down(GROUPED_ARGS) { grouped_mxfp4<GM_D
 // Shared memory: 4 E + 2 ints.
 extern "C" __global__ void moe_grouped_route(const int* ids, int P, int E, int tileRows, int maxTiles, int* order, int4* tiles,
                                              float* y, int H) {
+    pdl_trigger(); pdl_wait();
     extern __shared__ int sh[];
     int *count = sh, *base = sh + E, *cursor = sh + 2 * E, *firstTile = sh + 3 * E;  // firstTile[E + 1], then the routed total
     for (int i = threadIdx.x; i < E; i += blockDim.x) count[i] = 0;
@@ -357,6 +358,7 @@ extern "C" __global__ void moe_grouped_route(const int* ids, int P, int E, int t
 
 // xs[i, :] = bf16(x[order[i] / div, :]) for the sorted positions i (skipping -1); one block per position.
 extern "C" __global__ void moe_grouped_gather(const float* x, const int* order, int div, unsigned short* xs, int H) {
+    pdl_trigger(); pdl_wait();
     int i = blockIdx.x, p = order[i];
     if (p < 0) return;
     const float* src = x + (long long)(p / div) * H;

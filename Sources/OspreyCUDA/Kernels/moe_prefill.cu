@@ -8,6 +8,7 @@
 // per pair. slot maps a sorted position to its row in the padded per-expert segments.
 extern "C" __global__ void moe_gather_bf16(const float* x, const int* order, const int* slot, int div,
                                            unsigned short* xs, int H) {
+    pdl_trigger(); pdl_wait();
     int i = blockIdx.x;
     const float* src = x + (long long)(order[i] / div) * H;
     unsigned short* dst = xs + (long long)slot[i] * H;
@@ -43,6 +44,7 @@ __device__ __forceinline__ unsigned int e2m1_pair_to_bf16(unsigned int byte, uns
 // taken in the order they are stored (coalesced reads; tiled, the padding is skipped).
 extern "C" __global__ void mxfp4_to_bf16(const unsigned char* blocks, int tiled, const unsigned char* scales, unsigned short* W,
                                          int e0, int ne, int R, int nb) {
+    pdl_trigger(); pdl_wait();
     const long long RT = (R + 127) >> 7, NB2 = (nb + 1) >> 1;
     const long long perExpert = tiled ? RT * NB2 * 256 : (long long)R * nb;  // 16-byte blocks per expert as stored here
     const long long nwords = ne * perExpert * 4, first = e0 * perExpert;
@@ -72,6 +74,7 @@ extern "C" __global__ void mxfp4_to_bf16(const unsigned char* blocks, int tiled,
 // routed pair (e its expert); one block per pair.
 extern "C" __global__ void moe_bias_swiglu_bf16(const float* gu, const int* order, const int* slot, const int* ids,
                                                 const void* bias, int bdt, unsigned short* h, int I, float limit, float alpha) {
+    pdl_trigger(); pdl_wait();
     int i = blockIdx.x;
     long long row = slot[i];
     long long e = ids[order[i]];
@@ -85,6 +88,7 @@ extern "C" __global__ void moe_bias_swiglu_bf16(const float* gu, const int* orde
 // y[order[i], :] = ys[slot[i], :] + b[e, :]: back to pick order for moe_combine; one block per pair.
 extern "C" __global__ void moe_bias_scatter(const float* ys, const int* order, const int* slot, const int* ids,
                                             const void* bias, int bdt, float* y, int H) {
+    pdl_trigger(); pdl_wait();
     int i = blockIdx.x;
     int p = order[i];
     long long e = ids[p];

@@ -85,15 +85,19 @@ __device__ __forceinline__ void write_kv_impl(const V* k, const V* v, T* kc, T* 
 }
 
 extern "C" __global__ void write_kv(const float* k, const float* v, float* kc, float* vc, const int* slots, int T, int W, int rows) {
+    pdl_trigger(); pdl_wait();
     write_kv_impl<float, float>(k, v, kc, vc, slots, T, W, rows);
 }
 extern "C" __global__ void write_kv4(const float4* k, const float4* v, float* kc, float* vc, const int* slots, int T, int W4, int rows) {
+    pdl_trigger(); pdl_wait();
     write_kv_impl<float4, float>(k, v, kc, vc, slots, T, W4, rows);
 }
 extern "C" __global__ void write_kv_bf16(const float* k, const float* v, bf16_t* kc, bf16_t* vc, const int* slots, int T, int W, int rows) {
+    pdl_trigger(); pdl_wait();
     write_kv_impl<float, bf16_t>(k, v, kc, vc, slots, T, W, rows);
 }
 extern "C" __global__ void write_kv4_bf16(const float4* k, const float4* v, bf16_t* kc, bf16_t* vc, const int* slots, int T, int W4, int rows) {
+    pdl_trigger(); pdl_wait();
     write_kv_impl<float4, bf16_t>(k, v, kc, vc, slots, T, W4, rows);
 }
 
@@ -130,6 +134,12 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS(T), int Darg, int splits, 
     __shared__ int srow[ROWS_WARPS][32];                  // a chunk's cache rows
     __shared__ float wm[ROWS_WARPS][HB], wl[ROWS_WARPS][HB];
     __shared__ float wacc[ROWS_WARPS][HB][NA];
+    // bf16 caches with D = 64: each lane fetches its key's value row together with the key row and
+    // leaves it here, so the loop over a chunk's 32 values reads shared memory instead of waiting
+    // for L2 every few keys. One batch-1 step's 24 launches, each timed alone on the H200: 0.626 ->
+    // 0.358 ms (benchmarks/results/2026-11-29-h200-decode-launches.md).
+    constexpr bool VS = DC == 64 && sizeof(T) == 2;
+    __shared__ __align__(16) uint4 sv[VS ? ROWS_WARPS : 1][VS ? 32 : 1][VS ? DC / 8 : 1];
 
     int G = Hq / Hkv, chunks = (G + HB - 1) / HB;
     int y = blockIdx.y, split = y % splits;
@@ -170,8 +180,13 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS(T), int Darg, int splits, 
         float sc[HB];
         #pragma unroll
         for (int g = 0; g < HB; g++) sc[g] = 0.f;
+        uint4 vrow[VS ? DC / 8 : 1];
         if (row >= 0) {
             const T* kr = kb + row * stride;
+            if constexpr (VS) {
+                #pragma unroll
+                for (int c = 0; c < DC / 8; c++) vrow[c] = ((const uint4*)(vb + row * stride))[c];
+            }
             if constexpr (DC > 0 && DC % 8 == 0 && sizeof(T) == 2) {
                 // bf16: 8 values per 16-byte load.
                 #pragma unroll
@@ -216,6 +231,12 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS(T), int Darg, int splits, 
             sp[warp][lane][g] = pr;
         }
         srow[warp][lane] = row;
+        if constexpr (VS) {
+            if (row >= 0) {
+                #pragma unroll
+                for (int c = 0; c < DC / 8; c++) sv[warp][lane][c] = vrow[c];
+            }
+        }
         __syncwarp();
         int count = min(32, khi - base);
         #pragma unroll 4
@@ -224,7 +245,10 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS(T), int Darg, int splits, 
             if (r < 0) continue;
             const T* vr = vb + r * stride;
             float vv[DPL];
-            if constexpr (DC == 64) {
+            if constexpr (VS) {
+                unsigned int x = ((const unsigned int*)sv[warp][jj])[lane];
+                vv[0] = kv_lo(x); vv[1] = kv_hi(x);
+            } else if constexpr (DC == 64) {
                 float2 x = kv_load2(vr + 2 * lane);
                 vv[0] = x.x; vv[1] = x.y;
             } else if constexpr (DC == 128) {
@@ -295,50 +319,51 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS(T), int Darg, int splits, 
 
 #define ROWS_ARGS(T) PAGED_ARGS(T), int D, int splits, float* pm, float* pl, float* pacc
 #define ROWS_PASS PAGED_PASS, D, splits, pm, pl, pacc
-extern "C" __global__ void paged_rows_d0_h1(ROWS_ARGS(float)) { paged_rows<0, 1, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h2(ROWS_ARGS(float)) { paged_rows<0, 2, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h4(ROWS_ARGS(float)) { paged_rows<0, 4, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h8(ROWS_ARGS(float)) { paged_rows<0, 8, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h1(ROWS_ARGS(float)) { paged_rows<16, 1, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h2(ROWS_ARGS(float)) { paged_rows<16, 2, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h4(ROWS_ARGS(float)) { paged_rows<16, 4, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h8(ROWS_ARGS(float)) { paged_rows<16, 8, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h1(ROWS_ARGS(float)) { paged_rows<32, 1, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h2(ROWS_ARGS(float)) { paged_rows<32, 2, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h4(ROWS_ARGS(float)) { paged_rows<32, 4, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h8(ROWS_ARGS(float)) { paged_rows<32, 8, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h1(ROWS_ARGS(float)) { paged_rows<64, 1, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h2(ROWS_ARGS(float)) { paged_rows<64, 2, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h4(ROWS_ARGS(float)) { paged_rows<64, 4, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h8(ROWS_ARGS(float)) { paged_rows<64, 8, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h1(ROWS_ARGS(float)) { paged_rows<128, 1, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h2(ROWS_ARGS(float)) { paged_rows<128, 2, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h4(ROWS_ARGS(float)) { paged_rows<128, 4, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h8(ROWS_ARGS(float)) { paged_rows<128, 8, float>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<0, 1, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<0, 2, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<0, 4, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d0_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<0, 8, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<16, 1, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<16, 2, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<16, 4, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d16_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<16, 8, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<32, 1, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<32, 2, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<32, 4, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d32_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<32, 8, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<64, 1, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<64, 2, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<64, 4, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d64_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<64, 8, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h1_bf16(ROWS_ARGS(bf16_t)) { paged_rows<128, 1, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h2_bf16(ROWS_ARGS(bf16_t)) { paged_rows<128, 2, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h4_bf16(ROWS_ARGS(bf16_t)) { paged_rows<128, 4, bf16_t>(ROWS_PASS); }
-extern "C" __global__ void paged_rows_d128_h8_bf16(ROWS_ARGS(bf16_t)) { paged_rows<128, 8, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h1(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<0, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h2(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<0, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h4(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<0, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h8(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<0, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h1(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<16, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h2(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<16, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h4(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<16, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h8(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<16, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h1(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<32, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h2(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<32, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h4(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<32, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h8(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<32, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h1(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<64, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h2(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<64, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h4(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<64, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h8(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<64, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h1(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<128, 1, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h2(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<128, 2, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h4(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<128, 4, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h8(ROWS_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_rows<128, 8, float>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h1_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<0, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h2_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<0, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h4_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<0, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d0_h8_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<0, 8, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h1_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<16, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h2_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<16, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h4_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<16, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d16_h8_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<16, 8, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h1_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<32, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h2_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<32, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h4_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<32, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d32_h8_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<32, 8, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h1_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<64, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h2_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<64, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h4_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<64, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d64_h8_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<64, 8, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h1_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<128, 1, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h2_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<128, 2, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h4_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<128, 4, bf16_t>(ROWS_PASS); }
+extern "C" __global__ void paged_rows_d128_h8_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<128, 8, bf16_t>(ROWS_PASS); }
 
 // out[th] from the splits' partials of row-head th = t * Hq + h: one block per row-head, threads over D.
 extern "C" __global__ void paged_merge(const float* pm, const float* pl, const float* pacc, const void* sinks, int sdt,
                                        float* out, int Hq, int D, int splits) {
+    pdl_trigger(); pdl_wait();
     long long th = blockIdx.x;
     int h = (int)(th % Hq);
     float sink = sinks ? load_w(sinks, h, sdt) : -INFINITY;
@@ -416,9 +441,9 @@ __device__ __forceinline__ void paged_prefill(PAGED_ARGS(T)) {
     for (int d = 0; d < D; d++) orow[d] = acc[d] * c / L;
 }
 
-extern "C" __global__ void paged_prefill_d16(PAGED_ARGS(float)) { paged_prefill<16, float>(PAGED_PASS); }
-extern "C" __global__ void paged_prefill_d32(PAGED_ARGS(float)) { paged_prefill<32, float>(PAGED_PASS); }
-extern "C" __global__ void paged_prefill_d64(PAGED_ARGS(float)) { paged_prefill<64, float>(PAGED_PASS); }
-extern "C" __global__ void paged_prefill_d16_bf16(PAGED_ARGS(bf16_t)) { paged_prefill<16, bf16_t>(PAGED_PASS); }
-extern "C" __global__ void paged_prefill_d32_bf16(PAGED_ARGS(bf16_t)) { paged_prefill<32, bf16_t>(PAGED_PASS); }
-extern "C" __global__ void paged_prefill_d64_bf16(PAGED_ARGS(bf16_t)) { paged_prefill<64, bf16_t>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d16(PAGED_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_prefill<16, float>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d32(PAGED_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_prefill<32, float>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d64(PAGED_ARGS(float)) { pdl_trigger(); pdl_wait(); paged_prefill<64, float>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d16_bf16(PAGED_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_prefill<16, bf16_t>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d32_bf16(PAGED_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_prefill<32, bf16_t>(PAGED_PASS); }
+extern "C" __global__ void paged_prefill_d64_bf16(PAGED_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_prefill<64, bf16_t>(PAGED_PASS); }

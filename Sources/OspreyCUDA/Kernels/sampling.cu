@@ -35,6 +35,7 @@ __device__ __forceinline__ void block_argmax_store(float bv, int bi, int* out) {
 }
 
 extern "C" __global__ void argmax(const float* logits, int V, int* out) {
+    pdl_trigger(); pdl_wait();
     const float* row = logits + (long long)blockIdx.x * V;
     float bv = -INFINITY;
     int bi = 0x7fffffff;
@@ -56,6 +57,7 @@ __device__ __forceinline__ float gumbel_uniform(unsigned long long seed, int i) 
 
 // params [T, 3] (u32): temperature (f32 bits, > 0), seed low and high words.
 extern "C" __global__ void sample_gumbel(const float* logits, int V, const unsigned int* params, int* out) {
+    pdl_trigger(); pdl_wait();
     const float* row = logits + (long long)blockIdx.x * V;
     const unsigned int* p = params + 3 * blockIdx.x;
     const float inv = 1.f / __uint_as_float(p[0]);

@@ -14,6 +14,8 @@ import OspreyCore
 public protocol AttentionCache: AnyObject {
     /// RoPE (half-split) of x [T, heads, D] at the positions of this step's rows.
     func rope(_ x: Tensor, invFreq: Tensor, scaling: Float, on backend: any Backend) throws -> Tensor
+    /// RoPE of q [T, Hq, D] and k [T, Hk, D] at the positions of this step's rows (one call).
+    func rope(_ q: Tensor, _ k: Tensor, invFreq: Tensor, scaling: Float, on backend: any Backend) throws -> (q: Tensor, k: Tensor)
     /// Stores this step's k, v [T, Hkv, D] for `layer` and returns attention of q [T, Hq, D] over
     /// the keys each query may see (its own included), [T, Hq * D].
     func attention(layer: Int, q: Tensor, k: Tensor, v: Tensor, sinks: Tensor?, window: Int?, scale: Float,
@@ -31,6 +33,13 @@ public protocol KVCache: AttentionCache {
     func update(layer: Int, k: Tensor, v: Tensor) throws -> (k: Tensor, v: Tensor, keyStart: Int)
     /// Token positions currently stored for `layer` (what its memory holds).
     func storedTokens(layer: Int) -> Int
+}
+
+extension AttentionCache {
+    /// One `rope` each.
+    public func rope(_ q: Tensor, _ k: Tensor, invFreq: Tensor, scaling: Float, on backend: any Backend) throws -> (q: Tensor, k: Tensor) {
+        (try rope(q, invFreq: invFreq, scaling: scaling, on: backend), try rope(k, invFreq: invFreq, scaling: scaling, on: backend))
+    }
 }
 
 extension KVCache {

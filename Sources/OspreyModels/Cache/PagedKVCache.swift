@@ -77,6 +77,10 @@ public final class PagedKVCache: AttentionCache {
         try backend.rope(x, positions: current().positions, invFreq: invFreq, scaling: scaling)
     }
 
+    public func rope(_ q: Tensor, _ k: Tensor, invFreq: Tensor, scaling: Float, on backend: any Backend) throws -> (q: Tensor, k: Tensor) {
+        try backend.rope(q, k, positions: current().positions, invFreq: invFreq, scaling: scaling)
+    }
+
     public func attention(layer: Int, q: Tensor, k: Tensor, v: Tensor, sinks: Tensor?, window: Int?, scale: Float,
                           on backend: any Backend) throws -> Tensor {
         let step = try current(), (g, i) = layerSlots[layer]
