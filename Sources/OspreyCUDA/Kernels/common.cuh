@@ -117,6 +117,17 @@ __device__ __forceinline__ float block_max(float v, float* scratch /* 32 floats 
 
 #define NORM_VPT 4  // values per thread of norm_row: rows up to 4 * 1024
 
+// sum[base + i] = v[k] = a[base + i] + b[base + i] for i = threadIdx.x + k * blockDim.x < H (v[k] = 0
+// past H): the residual add ahead of norm_row (add_rms_norm, add_rms_norm_route).
+__device__ __forceinline__ void add_row(const float* a, const float* b, float* sum, long long base, int H, float* v) {
+    #pragma unroll
+    for (int k = 0; k < NORM_VPT; k++) {
+        int i = threadIdx.x + k * blockDim.x;
+        v[k] = i < H ? a[base + i] + b[base + i] : 0.f;
+        if (i < H) sum[base + i] = v[k];
+    }
+}
+
 // RMSNorm of one row held NORM_VPT values per thread (v[k] = x[threadIdx.x + k * blockDim.x], 0
 // past H): out[i] = w[i] * (x[i] * rsqrt(mean(x^2) + eps)), also into `copy` (shared memory) when
 // given. elementwise.cu's norms and moe.cu's add_rms_norm_route.

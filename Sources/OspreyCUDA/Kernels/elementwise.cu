@@ -52,11 +52,6 @@ extern "C" __global__ void add_rms_norm(const float* a, const float* b, const vo
     __shared__ float scratch[32];
     long long base = (long long)blockIdx.x * H;
     float v[NORM_VPT];
-    #pragma unroll
-    for (int k = 0; k < NORM_VPT; k++) {
-        int i = threadIdx.x + k * blockDim.x;
-        v[k] = i < H ? a[base + i] + b[base + i] : 0.f;
-        if (i < H) sum[base + i] = v[k];
-    }
+    add_row(a, b, sum, base, H, v);
     norm_row(v, H, w, dt, out + base, nullptr, eps, scratch);
 }

@@ -97,12 +97,7 @@ extern "C" __global__ void __launch_bounds__(1024) add_rms_norm_route(const floa
     float* logits = xs + H;
     long long base = (long long)blockIdx.x * H;
     float v[NORM_VPT];
-    #pragma unroll
-    for (int q = 0; q < NORM_VPT; q++) {
-        int i = threadIdx.x + q * blockDim.x;
-        v[q] = i < H ? a[base + i] + b[base + i] : 0.f;
-        if (i < H) sum[base + i] = v[q];
-    }
+    add_row(a, b, sum, base, H, v);
     norm_row(v, H, w, dt, out + base, xs, eps, scratch);
     __syncthreads();
     for (int e = warp; e < E; e += warps) {
