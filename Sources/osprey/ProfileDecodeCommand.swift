@@ -20,17 +20,20 @@ struct ProfileDecode: ParsableCommand {
     var sequences = 64
     @Option(name: .customLong("prompt-length"), help: "Prompt ids per sequence (random).")
     var promptLength = 200
+    @Option(name: .customLong("kv-blocks"), help: "KV pool blocks (default: sized from the free GPU memory).")
+    var kvBlocks: Int?
 
     func validate() throws {
         guard sequences >= 1, sequences <= 256 else { throw ValidationError("--sequences must be in 1...256") }
         guard promptLength >= 1 else { throw ValidationError("--prompt-length must be ≥ 1") }
+        if let kvBlocks, kvBlocks < 1 { throw ValidationError("--kv-blocks must be ≥ 1") }
     }
 
     func run() throws {
         try reportingErrors {
             let gpu = try CUDABackend(ordinal: 0)
             let m = try ModelRegistry.load(ModelFolder(directory: URL(fileURLWithPath: model)), backend: gpu)
-            let lines = try BatchCheck.profileDecode(m, gpu: gpu, sequences: sequences, promptLength: promptLength)
+            let lines = try BatchCheck.profileDecode(m, gpu: gpu, sequences: sequences, promptLength: promptLength, kvBlocks: kvBlocks)
             emit(lines.joined(separator: "\n"))
         }
     }
