@@ -99,11 +99,10 @@ extension CUDABackend {
         guard T <= 8, H <= 4096, H % 8 == 0, router.dtype == .bf16, router.shape == [E, H], a.shape == b.shape,
               a.dtype == .f32, b.dtype == .f32, weight.count == H, k >= 1, k <= 32, k <= E, E <= 32 * 128,
               routerBias.map({ $0.count == E }) ?? true else {
-            let (sum, normed) = try addRMSNorm(a, b, weight: weight, eps: eps)
-            let routing = try topKSoftmax(linear(normed, weight: router, bias: routerBias), k: k)
-            return (sum, normed, routing.ids, routing.weights)
+            return try composedAddRMSNormRoute(a, b, weight: weight, eps: eps, router: router, routerBias: routerBias, k: k)
         }
-        for t in [a, b, weight, router] + (routerBias.map { [$0] } ?? []) { try requireDevice(t, "addRMSNormRoute") }
+        for t in [a, b, weight, router] { try requireDevice(t, "addRMSNormRoute") }
+        if let routerBias { try requireDevice(routerBias, "addRMSNormRoute") }
         let sum = try workspace(a.shape), out = try workspace(a.shape)
         let ids = try workspace([T, k], .i32), w = try workspace([T, k])
         try context.launch("MoE", "add_rms_norm_route", grid: (T, 1, 1), block: 1024, sharedBytes: 4 * (H + E), [

@@ -145,11 +145,11 @@ public final class CUDAContext: @unchecked Sendable {
 
     /// Launches `function` of `layer` on the stream with `arguments` (each a KernelArgument).
     /// Built-in kernels call `pdl_wait()` (common.cuh) before they touch anything an earlier kernel
-    /// writes or reads, so they may start while the kernel before them finishes (programmatic
-    /// dependent launch, Hopper and later; see `earlyLaunches`); `early: false` launches one after.
+    /// writes or reads, so they start while the kernel before them finishes (programmatic dependent
+    /// launch, Hopper and later; see `earlyLaunches`); a package's kernels start after it.
     /// `maxSharedMemory`: ask for the SM's largest shared-memory carveout for this kernel (set once
     /// per function), so that as many of its CTAs fit an SM as their shared memory allows.
-    func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0, early: Bool = true,
+    func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0,
                 maxSharedMemory: Bool = false, _ arguments: [KernelArgument]) throws {
         let f = try self.function(layer: layer, function)
         if maxSharedMemory && !carvedOut.contains(function) {
@@ -157,7 +157,8 @@ public final class CUDAContext: @unchecked Sendable {
             try driver.check(driver.cuFuncSetAttribute(f, 9, 100), "cuFuncSetAttribute(\(function), carveout)")
             carvedOut.insert(function)
         }
-        let early = early && earlyLaunches && !registeredLayers.contains(layer)
+        // No set lookup (string hashing) per launch unless a package registered a layer.
+        let early = earlyLaunches && (registeredLayers.isEmpty || !registeredLayers.contains(layer))
         if profileKernels {
             return try timed(function) { try self.launchNow(f, function, grid: grid, block: block, sharedBytes: sharedBytes, early: early, arguments) }
         }

@@ -281,6 +281,12 @@ extension Backend {
 
     public func addRMSNormRoute(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float, router: Tensor, routerBias: Tensor?, k: Int) throws
         -> (sum: Tensor, normed: Tensor, ids: Tensor, weights: Tensor) {
+        try composedAddRMSNormRoute(a, b, weight: weight, eps: eps, router: router, routerBias: routerBias, k: k)
+    }
+
+    /// `addRMSNormRoute` as its three ops (the default, and a fused backend's fallback).
+    public func composedAddRMSNormRoute(_ a: Tensor, _ b: Tensor, weight: Tensor, eps: Float, router: Tensor, routerBias: Tensor?, k: Int) throws
+        -> (sum: Tensor, normed: Tensor, ids: Tensor, weights: Tensor) {
         let (sum, normed) = try addRMSNorm(a, b, weight: weight, eps: eps)
         let routing = try topKSoftmax(linear(normed, weight: router, bias: routerBias), k: k)
         return (sum, normed, routing.ids, routing.weights)

@@ -91,38 +91,31 @@ static void bench_linear(const char* name, int O, int I) {
         double us = time_us(copies, 200, [&](int c) { prod(c, ref); });
         prod(0, ref);
         report(loads <= 12 ? "linear_bf16_decode_n12 (production)" : "linear_bf16_decode_n16 (production)", name, T, us, wbytes, 0);
+        // A candidate: run once against the production output, then timed.
+        auto candidate = [&](const char* label, const std::function<void(int)>& run) {
+            CK(cudaMemset(out, 0, 4 * O * 4));
+            run(0);
+            CK(cudaDeviceSynchronize());
+            double d = max_diff(ref, out, (size_t)T * O);
+            report(label, name, T, time_us(copies, 200, run), wbytes, d);
+        };
+        char label[96];
         for (int rpw : {1, 2}) {
             size_t xb = (size_t)T * I * 4, stage = (size_t)8 * rpw * I * 2;
             int S = (int)std::min<size_t>(6, (227 * 1024 - 128 - xb) / stage);
             if (S < 2) continue;
             size_t sh = 128 + xb + S * stage;
-            for (int per_sm : {1}) {
-                auto f = rpw == 1 ? gemv_tma<1> : gemv_tma<2>;
-                CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh));
-                auto run = [&](int c) { f<<<num_sms * per_sm, 32 * (TMA_WARPS + 1), sh>>>(x, W + (size_t)c * O * I, nullptr, 0, out, O, I, T, S); };
-                CK(cudaMemset(out, 0, 4 * O * 4));
-                run(0);
-                CK(cudaDeviceSynchronize());
-                double d = max_diff(ref, out, (size_t)T * O);
-                double u = time_us(copies, 200, run);
-                char label[96];
-                snprintf(label, sizeof label, "gemv_tma rows/warp %d, %d stages of %zu KB", rpw, S, stage / 1024);
-                report(label, name, T, u, wbytes, d);
-            }
+            auto f = rpw == 1 ? gemv_tma<1> : gemv_tma<2>;
+            CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh));
+            snprintf(label, sizeof label, "gemv_tma rows/warp %d, %d stages of %zu KB", rpw, S, stage / 1024);
+            candidate(label, [&](int c) { f<<<num_sms, 32 * (TMA_WARPS + 1), sh>>>(x, W + (size_t)c * O * I, nullptr, 0, out, O, I, T, S); });
         }
         for (int per_sm : {1, 2, 3}) {
             size_t sh = (size_t)T * I * 4;
             auto f = loads <= 12 ? gemv_regpipe<12> : gemv_regpipe<16>;
             CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh));
-            auto run = [&](int c) { f<<<num_sms * per_sm, 256, sh>>>(x, W + (size_t)c * O * I, nullptr, 0, out, O, I, T); };
-            CK(cudaMemset(out, 0, 4 * O * 4));
-            run(0);
-            CK(cudaDeviceSynchronize());
-            double d = max_diff(ref, out, (size_t)T * O);
-            double u = time_us(copies, 200, run);
-            char label[96];
             snprintf(label, sizeof label, "gemv_regpipe %d CTA/SM", per_sm);
-            report(label, name, T, u, wbytes, d);
+            candidate(label, [&](int c) { f<<<num_sms * per_sm, 256, sh>>>(x, W + (size_t)c * O * I, nullptr, 0, out, O, I, T); });
         }
     }
     CK(cudaFree(W)); CK(cudaFree(x)); CK(cudaFree(ref)); CK(cudaFree(out));

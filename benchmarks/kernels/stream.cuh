@@ -55,12 +55,7 @@ __device__ __forceinline__ void stage_x_split(float4* sxa, float4* sxb, const fl
 
 __device__ __forceinline__ void bf16x8_dot_split(uint4 p, const float4* sxa, const float4* sxb, int n8, int c, int T, float* acc) {
     float w[8];
-    unsigned int words[4] = {p.x, p.y, p.z, p.w};
-    #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        w[2 * q] = __uint_as_float(words[q] << 16);
-        w[2 * q + 1] = __uint_as_float(words[q] & 0xffff0000u);
-    }
+    bf16x8_unpack(p, w);
     #pragma unroll
     for (int j = 0; j < 4; j++) {
         if (j < T) {

@@ -20,6 +20,16 @@ __device__ __forceinline__ float f16_to_f32(unsigned short h) {
     return f;
 }
 
+// The 8 bf16 values of one 16-byte load, widened to f32 (low half of each word first).
+__device__ __forceinline__ void bf16x8_unpack(uint4 p, float* w) {
+    unsigned int words[4] = {p.x, p.y, p.z, p.w};
+    #pragma unroll
+    for (int q = 0; q < 4; q++) {
+        w[2 * q] = __uint_as_float(words[q] << 16);
+        w[2 * q + 1] = __uint_as_float(words[q] & 0xffff0000u);
+    }
+}
+
 // Element i of a weight tensor of dtype dt, widened to f32.
 __device__ __forceinline__ float load_w(const void* p, long long i, int dt) {
     if (dt == DT_BF16) return bf16_to_f32(((const unsigned short*)p)[i]);

@@ -52,12 +52,7 @@ extern "C" __global__ void linear_bf16x8(const float* x, const unsigned short* W
     for (int c = lane; c < I / 8; c += 32) {
         uint4 p = row[c];
         float w[8];
-        unsigned int words[4] = {p.x, p.y, p.z, p.w};
-        #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            w[2 * q] = __uint_as_float(words[q] << 16);
-            w[2 * q + 1] = __uint_as_float(words[q] & 0xffff0000u);
-        }
+        bf16x8_unpack(p, w);
         #pragma unroll
         for (int j = 0; j < TILE; j++) {
             if (j < n) {
@@ -79,12 +74,7 @@ extern "C" __global__ void linear_bf16x8(const float* x, const unsigned short* W
 #define DEC_T 4
 __device__ __forceinline__ void bf16x8_dot(uint4 p, const float* x, long long I, int T, float* acc) {
     float w[8];
-    unsigned int words[4] = {p.x, p.y, p.z, p.w};
-    #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        w[2 * q] = __uint_as_float(words[q] << 16);
-        w[2 * q + 1] = __uint_as_float(words[q] & 0xffff0000u);
-    }
+    bf16x8_unpack(p, w);
     #pragma unroll
     for (int j = 0; j < DEC_T; j++) {
         if (j < T) {

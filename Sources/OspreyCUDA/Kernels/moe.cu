@@ -58,13 +58,8 @@ extern "C" __global__ void topk_softmax(const float* logits, int T, int E, int k
 // 8 bf16 weights (one 16-byte load) dotted with x[8c, 8c + 8) (f32, shared memory), as
 // linear_bf16_decode does it (same products, same order).
 __device__ __forceinline__ float bf16x8_dot_shared(uint4 p, const float4* x4, int c) {
-    unsigned int words[4] = {p.x, p.y, p.z, p.w};
     float wv[8];
-    #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        wv[2 * q] = __uint_as_float(words[q] << 16);
-        wv[2 * q + 1] = __uint_as_float(words[q] & 0xffff0000u);
-    }
+    bf16x8_unpack(p, wv);
     float4 a = x4[2 * c], b = x4[2 * c + 1];
     return wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z + wv[7] * b.w;
 }
