@@ -1,12 +1,14 @@
 // MXFP4 experts of batches of 16 tokens and more as one grouped GEMM on tensor cores (issue 6):
 // five launches (route, gather, gate_up + bias + SwiGLU, down + bias, combine), no host
 // synchronisation and no bf16 copy of the weights: each CTA dequantizes the packed blocks of
-// 128 rows of one expert in registers for a tile of up to 32 of its (token, pick) pairs (64 when
-// batches average 32 pairs or more per expert). The tile list is built on the device, so the
-// GEMM grid covers the worst case (⌈P / tile⌉ + min(E, P) tiles) and surplus CTAs return at once.
-// `CUDAContext.mxfp4Experts` picks between this, its FMA twin (checks) and the bf16 expansion for
-// cuBLASLt (CUDABackend+GEMM.swift); by default this up to 64 pairs per expert, the expansion
-// above. Kernels: Kernels/moe_grouped.cu (layer "MoEGrouped").
+// 128 rows of one expert in registers for a tile of its (token, pick) pairs. The tile list is
+// built on the device, so the GEMM grid covers the worst case (⌈P / tile⌉ + min(E, P) tiles) and
+// surplus CTAs return at once. On sm_90 with tiled blocks (what the loader makes) the GEMMs are
+// the bulk-copy ring kernels (Kernels/moe_grouped_tma.cu, layer "MoEGroupedTMA"; tiles of 16, 32
+// or 64 pairs as the batch averages ≤ 8, ≤ 24 or more pairs per expert); elsewhere the cp.async
+// ones (Kernels/moe_grouped.cu, layer "MoEGrouped"; tiles of 32, or 64 from 32 pairs per expert).
+// `CUDAContext.mxfp4Experts` picks between these, the FMA twin (checks) and the bf16 expansion for
+// cuBLASLt (CUDABackend+GEMM.swift); by default grouped up to 64 pairs per expert, the expansion above.
 import Foundation
 import OspreyCore
 
@@ -16,8 +18,11 @@ public enum MXFP4ExpertKernels: String, Sendable, CaseIterable {
     /// 512 tokens), `expansion` above that when cuBLASLt is there (the default; see
     /// `CUDABackend.groupedMaxPairsPerExpert`).
     case auto
-    /// Grouped GEMM: weights dequantized in registers, bf16 tensor-core MMAs, at every batch size.
+    /// Grouped GEMM: weights dequantized in registers, bf16 tensor-core MMAs, at every batch size
+    /// (the bulk-copy kernels where they run: sm_90, tiled blocks; else the cp.async ones).
     case groupedMMA
+    /// The cp.async grouped GEMM even where the bulk-copy kernels run (checks, comparisons).
+    case groupedCpAsync
     /// The same grouped tiling with scalar FMAs and a naive decode: slow, for the checks (it tells
     /// an MMA fragment-layout bug from a tiling bug).
     case groupedFMA
@@ -27,7 +32,8 @@ public enum MXFP4ExpertKernels: String, Sendable, CaseIterable {
 
 extension CUDAContext {
     /// Which kernels run MXFP4 experts of 16 tokens or more. Starts as OSPREY_MXFP4_GROUPED says:
-    /// 0 → `.expansion`, 1 → `.groupedMMA`, fma → `.groupedFMA`, otherwise `.auto`.
+    /// 0 → `.expansion`, 1 → `.groupedMMA`, cpasync → `.groupedCpAsync`, fma → `.groupedFMA`,
+    /// otherwise `.auto`.
     public var mxfp4Experts: MXFP4ExpertKernels {
         get { GroupedSettings.shared[self] }
         set { GroupedSettings.shared[self] = newValue }
@@ -42,6 +48,7 @@ private final class GroupedSettings: @unchecked Sendable {  // mutable state beh
     private let initial: MXFP4ExpertKernels = switch ProcessInfo.processInfo.environment["OSPREY_MXFP4_GROUPED"] {
     case "0": .expansion
     case "1": .groupedMMA
+    case "cpasync": .groupedCpAsync
     case "fma": .groupedFMA
     default: .auto
     }
@@ -74,6 +81,26 @@ extension CUDABackend {
         (pairs == 64 ? 3 : 4) * (4096 + 128 * pairs) + groupedRows * (K / 32) + 32
     }
 
+    /// Shared memory of a bulk-copy grouped GEMM CTA (moe_grouped_tma.cu): 128 bytes of mbarriers,
+    /// `stages` stages of 8 KB of weights + 320 bytes per pair, the CTA's scales (128 rows, a stride
+    /// of ⌈nb⌉ to 4 mod 8 bytes).
+    static func tmaShared(pairs: Int, stages: Int, inputs K: Int) -> Int {
+        let nb = K / 32
+        return 128 + stages * (8192 + 320 * pairs) + 128 * (((nb + 3) & ~7) + 4)
+    }
+
+    /// The bulk-copy kernels' tile (pairs, stages) for P pairs over E experts: the fastest of
+    /// benchmarks/kernels/grouped_kernels.cu at 16-64 (16), 128 (32) and 256-512 tokens (64) of gpt-oss-20b.
+    static func tmaTile(pairs P: Int, experts E: Int) -> (pairs: Int, stages: Int) {
+        P <= 8 * E ? (16, 3) : P <= 24 * E ? (32, 3) : (64, 2)
+    }
+
+    /// Whether the bulk-copy kernels run this bank: sm_90 or later, tiled blocks, not overridden.
+    func expertsUseTMA(bank: ExpertBank, inputs K: Int) -> Bool {
+        [.auto, .groupedMMA].contains(context.mxfp4Experts) && bank.tiledBlocks && context.computeCapability.major >= 9
+            && Self.tmaShared(pairs: 64, stages: 2, inputs: K) <= 227 << 10
+    }
+
     /// Whether a batch's MXFP4 experts take the grouped kernels: selected, and shapes they take
     /// (inputs of both halves at most 4,064: the CTA's scales share the 48 KB of shared memory
     /// with the stages; E at most 2,048: the router's counters, 16 E bytes).
@@ -96,10 +123,11 @@ extension CUDABackend {
             throw OspreyError.invalidTensor("experts: the grouped kernels take MXFP4 weights")
         }
         let E = bank.weights.count, P = T * k
-        // 64-pair tiles once experts average 32 pairs (gpt-oss-20b: 256 tokens, where they took
-        // 0.52 ms against 0.58), when they fit.
+        let bulk = expertsUseTMA(bank: bank, inputs: max(H, I)) ? Self.tmaTile(pairs: P, experts: E) : nil
+        // cp.async: 64-pair tiles once experts average 32 pairs (gpt-oss-20b: 256 tokens, where they
+        // took 0.52 ms against 0.58), when they fit.
         let wide = context.mxfp4Experts != .groupedFMA && P >= 32 * E && Self.groupedShared(pairs: 64, inputs: max(H, I)) <= 48 << 10
-        let tile = wide ? 64 : 32, maxTiles = (P + tile - 1) / tile + min(E, P)
+        let tile = bulk?.pairs ?? (wide ? 64 : 32), maxTiles = (P + tile - 1) / tile + min(E, P)
         // order: sorted position → pair; tiles: (expert, first position, pairs, 0) per tile.
         let order = try workspace([P], .i32), tiles = try workspace([maxTiles, 4], .i32)
         let xs = try workspace([P, H], .bf16), h = try workspace([P, I], .bf16)  // rows in expert order
@@ -110,6 +138,40 @@ extension CUDABackend {
         ])
         try context.launch("MoEGrouped", "moe_grouped_gather", grid: (P, 1, 1), block: 256,
                            [.pointer(ptr(x)), .pointer(ptr(order)), .int(Int32(k)), .pointer(ptr(xs)), .int(Int32(H))])
+        if let bulk {
+            // gate_up (R = 2I rows over H inputs), then down (H rows over I inputs), as below.
+            let (gateUp, down) = bulk.pairs == 16 ? ("moe_mxfp4_tma16_gate_up", "moe_mxfp4_tma16_down")
+                : bulk.pairs == 32 ? ("moe_mxfp4_tma32_gate_up", "moe_mxfp4_tma32_down") : ("moe_mxfp4_tma64_gate_up", "moe_mxfp4_tma64_down")
+            try launchTMA(gateUp, bulk, input: xs, tiles: tiles, order: order, blocks: gub, scales: gus, bias: bank.gateUpBias,
+                          output: h, rows: 2 * I, inputs: H, tilesCount: maxTiles, bank: bank)
+            try launchTMA(down, bulk, input: h, tiles: tiles, order: order, blocks: db, scales: ds, bias: bank.downBias,
+                          output: y, rows: H, inputs: I, tilesCount: maxTiles, bank: bank)
+        } else {
+            try cpAsyncGEMMs(wide: wide, tile: tile, maxTiles: maxTiles, xs: xs, h: h, y: y, tiles: tiles, order: order, bank: bank,
+                             blocks: (gub, gus, db, ds), H: H, I: I)
+        }
+        try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
+            .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
+        ])
+        return out
+    }
+
+    /// One bulk-copy GEMM (moe_grouped_tma.cu): `rows` weight rows over `inputs` per tile.
+    private func launchTMA(_ function: String, _ bulk: (pairs: Int, stages: Int), input: Tensor, tiles: Tensor, order: Tensor,
+                           blocks: Tensor, scales: Tensor, bias: Tensor, output: Tensor, rows R: Int, inputs K: Int, tilesCount: Int,
+                           bank: ExpertBank) throws {
+        try context.launch("MoEGroupedTMA", function, grid: groupedGrid(tiles: tilesCount, rows: R), block: 160,
+                           sharedBytes: Self.tmaShared(pairs: bulk.pairs, stages: bulk.stages, inputs: K), maxSharedMemory: context.groupedCarveout, [
+            .pointer(ptr(input)), .pointer(ptr(tiles)), .pointer(ptr(order)), .pointer(ptr(blocks)), .pointer(ptr(scales)),
+            .pointer(ptr(bias)), try code(bias, "experts"), .pointer(ptr(output)), .int(Int32(R)), .int(Int32(K)),
+            .float(bank.swigluLimit), .float(bank.alpha),
+        ])
+    }
+
+    /// The cp.async GEMMs (moe_grouped.cu): MMA tiles of 32 or (`wide`) 64 pairs, or the FMA twin.
+    private func cpAsyncGEMMs(wide: Bool, tile: Int, maxTiles: Int, xs: Tensor, h: Tensor, y: Tensor, tiles: Tensor, order: Tensor,
+                              bank: ExpertBank, blocks: (gub: Tensor, gus: Tensor, db: Tensor, ds: Tensor), H: Int, I: Int) throws {
+        let (gub, gus, db, ds) = blocks
         let mma = context.mxfp4Experts != .groupedFMA
         // gate_up: R = 2I rows over K = H inputs, h = SwiGLU(xs · Wᵀ + b) in bf16.
         try context.launch("MoEGrouped", wide ? "moe_mxfp4_mma64_gate_up" : mma ? "moe_mxfp4_mma_gate_up" : "moe_mxfp4_fma_gate_up",
@@ -123,10 +185,6 @@ extension CUDABackend {
                            maxSharedMemory: context.groupedCarveout,
                            try groupedArguments(input: h, tiles: tiles, order: order, blocks: db, scales: ds, bias: bank.downBias,
                                                 output: y, rows: H, inputs: I, bank: bank))
-        try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
-            .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
-        ])
-        return out
     }
 
     /// x: tiles (surplus ones return at once), y: tiles of 128 weight rows.

@@ -100,7 +100,15 @@ extension CUDAContext {
             if let p = workspace[currentChunk].take(bytes) { return (p, workspace[currentChunk]) }
             currentChunk += 1
         }
-        let fresh = try Arena(context: self, bytes: max(bytes, 64 << 20, 2 * (workspace.last?.capacity ?? 0)))
+        // Twice the last chunk, so that a growing step needs few chunks; when that much is not free
+        // (the KV pool takes most of the memory), just what this request needs.
+        let least = max(bytes, 64 << 20), wanted = max(least, 2 * (workspace.last?.capacity ?? 0))
+        let fresh: Arena
+        do {
+            fresh = try Arena(context: self, bytes: wanted)
+        } catch where wanted > least {
+            fresh = try Arena(context: self, bytes: least)
+        }
         workspace.append(fresh)
         workspaceGeneration += 1
         currentChunk = workspace.count - 1
@@ -112,7 +120,10 @@ extension CUDAContext {
         let used = workspace.reduce(0) { $0 + $1.used }
         workspaceHighWater = max(workspaceHighWater, used)
         if workspace.count > 1 {
-            workspace = [try Arena(context: self, bytes: workspace.reduce(0) { $0 + $1.capacity })]
+            // The chunks are released before their sum is taken as one (not both held at once).
+            let total = workspace.reduce(0) { $0 + $1.capacity }
+            workspace = []
+            workspace = [try Arena(context: self, bytes: total)]
             workspaceGeneration += 1
         }
         workspace.first?.reset()

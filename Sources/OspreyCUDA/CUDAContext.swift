@@ -38,6 +38,7 @@ public final class CUDAContext: @unchecked Sendable {
     private var modules: [String: OpaquePointer] = [:]     // source name -> CUmodule
     private var functions: [String: OpaquePointer] = [:]   // "layer/function" -> CUfunction
     private var carvedOut: Set<String> = []                // functions given the largest shared-memory carveout
+    private var sharedOptIn: [String: Int] = [:]           // functions allowed more than 48 KB of dynamic shared memory
     var weights: Arena?
     var workspace: [Arena] = []
     var workspaceHighWater = 0
@@ -148,7 +149,8 @@ public final class CUDAContext: @unchecked Sendable {
     /// writes or reads, so they start while the kernel before them finishes (programmatic dependent
     /// launch, Hopper and later; see `earlyLaunches`); a package's kernels start after it.
     /// `maxSharedMemory`: ask for the SM's largest shared-memory carveout for this kernel (set once
-    /// per function), so that as many of its CTAs fit an SM as their shared memory allows.
+    /// per function), so that as many of its CTAs fit an SM as their shared memory allows. More
+    /// than 48 KB of `sharedBytes` is opted into per function (up to the device's per-block limit).
     func launch(_ layer: String, _ function: String, grid: (Int, Int, Int), block: Int, sharedBytes: Int = 0,
                 maxSharedMemory: Bool = false, _ arguments: [KernelArgument]) throws {
         let f = try self.function(layer: layer, function)
@@ -156,6 +158,11 @@ public final class CUDAContext: @unchecked Sendable {
             // CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT (9): percent of the unified L1/shared memory.
             try driver.check(driver.cuFuncSetAttribute(f, 9, 100), "cuFuncSetAttribute(\(function), carveout)")
             carvedOut.insert(function)
+        }
+        if sharedBytes > 48 << 10 && sharedOptIn[function, default: 0] < sharedBytes {
+            // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (8): above 48 KB a kernel must opt in.
+            try driver.check(driver.cuFuncSetAttribute(f, 8, Int32(sharedBytes)), "cuFuncSetAttribute(\(function), \(sharedBytes) bytes of shared memory)")
+            sharedOptIn[function] = sharedBytes
         }
         // No set lookup (string hashing) per launch unless a package registered a layer.
         let early = earlyLaunches && (registeredLayers.isEmpty || !registeredLayers.contains(layer))

@@ -1,7 +1,8 @@
 // Kernel sources and the layer-name registry. Every kernel-backed layer (Embedding, RMSNorm,
 // Linear, RoPE, Attention, MoE, ...) names the source file that implements it; the built-in
-// sources ship as package resources (Kernels/*.cu, with the shared header common.cuh). A kernel
-// hub will register other sources under the same layer names; the built-ins stay the fallback.
+// sources ship as package resources (Kernels/*.cu, with the shared headers common.cuh and
+// mxfp4_mma.cuh). A kernel hub will register other sources under the same layer names; the
+// built-ins stay the fallback.
 import Foundation
 
 /// One CUDA C++ source file (a module of kernels).
@@ -22,7 +23,7 @@ public struct KernelRegistry: Sendable {
         "Embedding": "elementwise", "Add": "elementwise", "RMSNorm": "elementwise",
         "Linear": "linear", "RoPE": "rope", "Attention": "attention", "MoE": "moe", "MoEDecode": "moe_decode",
         "MoEPrefill": "moe_prefill", "Sampling": "sampling", "PagedAttention": "paged_attention",
-        "MoEGrouped": "moe_grouped",
+        "MoEGrouped": "moe_grouped", "MoEGroupedTMA": "moe_grouped_tma",
     ]
 
     public private(set) var layers: [String: KernelSource]
@@ -66,8 +67,10 @@ public enum BundledKernels {
         return text
     }
 
-    /// The shared header, by include name.
-    public static func headers() throws -> [String: String] { ["common.cuh": try text("common", ext: "cuh")] }
+    /// The shared headers, by include name.
+    public static func headers() throws -> [String: String] {
+        ["common.cuh": try text("common", ext: "cuh"), "mxfp4_mma.cuh": try text("mxfp4_mma", ext: "cuh")]
+    }
 }
 
 /// Compiles kernel sources with NVRTC, caching CUBINs on disk under the user's cache folder

@@ -1,6 +1,7 @@
 // Grouped MXFP4 expert GEMM checks for `osprey gpu-check` (issue 6): `experts` of 16 tokens and
 // more with MXFP4 weights, run three ways on the GPU (CUDAContext.mxfp4Experts): the grouped
-// GEMM on tensor cores, its FMA twin (same tiling, scalar math: if it passes and the MMA one
+// GEMM on tensor cores (on tiled blocks both the bulk-copy kernels of sm_90 and the cp.async
+// ones, each equal to the untiled result), its FMA twin (same tiling, scalar math: if it passes and the MMA one
 // fails, the MMA fragment mapping or the register decode is at fault; if both fail, the tiling,
 // routing or epilogue), and the old bf16 expansion for cuBLASLt. Both grouped variants against
 // the CPU oracle (bound 1e-2: bf16 inputs), the MMA one against the expansion (bound 1e-3: the
@@ -71,7 +72,11 @@ func groupedMXFP4Checks(gpu: CUDABackend, cpu: CPUBackend = CPUBackend()) throws
             try gpu.beginStep()
             return try gpu.experts(gx, bank: tiled, ids: gids, weights: gw)
         }
+        // On sm_90 tiled blocks take the bulk-copy kernels (moe_grouped_tma.cu): the same sums in
+        // the same order as the cp.async ones, which stay checked on tiled blocks too.
         out.append(try checks.compare("experts grouped mxfp4", shape + " (mma, tiled blocks, vs untiled)", gpu: try runTiled(.groupedMMA), cpu: mma, bound: 1e-6))
+        out.append(try checks.compare("experts grouped mxfp4", shape + " (cp.async mma, tiled blocks, vs untiled)", gpu: try runTiled(.groupedCpAsync),
+                                      cpu: mma, bound: 1e-6))
         out.append(try checks.compare("experts grouped mxfp4", shape + " (bf16 expansion, tiled blocks, vs untiled mma)", gpu: try runTiled(.expansion),
                                       cpu: mma, bound: 1e-3))
     }
