@@ -1,5 +1,5 @@
 // Launchers for the paged ops of continuous batching: Kernels/paged_attention.cu (write_kv,
-// paged_rows, paged_prefill, paged_merge), rope_positions in rope.cu, and gatherRows on the
+// paged_rows or its tensor-core twin paged_mma, paged_prefill, paged_merge), rope_positions in rope.cu, and gatherRows on the
 // embedding gather of elementwise.cu. The i32 metadata never leaves the device: grids are sized
 // from the layout's host values (upper bounds), and blocks with nothing to do return at once, so
 // no launch here synchronises with the host or allocates beyond the step workspace. The cache is
@@ -107,7 +107,9 @@ extension CUDABackend {
         let prefill = aligned && [16, 32, 64].contains(D) && layout.maxQueryLength > Self.pagedRowsLimit
         let limit = prefill ? Self.pagedRowsLimit : layout.maxQueryLength
         let G = Hq / Hkv
-        let hb = [1, 2, 4, 8].first { $0 >= G } ?? 8
+        // Tensor cores: one block per kv head for all of its (at most 16) query heads.
+        let mma = context.pagedTensorCores && kv == "_bf16" && dc == 64 && G <= 16
+        let hb = mma ? G : [1, 2, 4, 8].first { $0 >= G } ?? 8
         let groups = Hkv * ((G + hb - 1) / hb)
         // A decode step with few (sequence, kv head) blocks splits its keys.
         let keys = min(layout.maxContextLength, window ?? .max)
@@ -123,7 +125,8 @@ extension CUDABackend {
             .int(Int32(layout.maxBlocks)), .int(Int32(layout.blockSize)), .int(Int32(rows)),
             .int(Int32(Hq)), .int(Int32(Hkv)), .int(Int32(window ?? 0)), .float(scale), .int(Int32(limit)),
         ]
-        try context.launch("PagedAttention", "paged_rows_d\(dc)_h\(hb)\(kv)", grid: (min(layout.maxQueryLength, limit), groups * splits, S), block: 128,
+        try context.launch("PagedAttention", mma ? "paged_mma_d64_bf16" : "paged_rows_d\(dc)_h\(hb)\(kv)",
+                           grid: (min(layout.maxQueryLength, limit), groups * splits, S), block: 128,
                            common + [.int(Int32(D)), .int(Int32(splits)), .pointer(ptr(pm)), .pointer(ptr(pl)), .pointer(ptr(pacc))])
         if splits > 1 {
             try context.launch("PagedAttention", "paged_merge", grid: (T * Hq, 1, 1), block: max(32, min(256, (D + 31) / 32 * 32)), [

@@ -54,6 +54,11 @@ public final class CUDAContext: @unchecked Sendable {
     /// Decode-sized MXFP4 expert matvecs quantize their inputs to int8 per 32 values and use dp4a
     /// (as llama.cpp does; ~4x fewer instructions, relative error ~1e-3). Off: f32 inputs, exact.
     public var int8DecodeActivations = true
+    /// Paged attention of query rows (decode) over a bf16 cache with 64-dimension heads and up to 16
+    /// query heads per kv head runs on tensor cores (paged_mma_d64_bf16: Q and the probabilities in
+    /// bf16, as a bf16 checkpoint's attention computes them; relative error ~1e-3). Off, or with
+    /// OSPREY_PAGED_MMA=0: paged_rows, f32 math.
+    public var pagedTensorCores = ProcessInfo.processInfo.environment["OSPREY_PAGED_MMA"] != "0"
     /// Built-in kernels are launched with programmatic dependent launch (Hopper+): each begins with
     /// pdl_trigger() / pdl_wait() (common.cuh), so the next one starts, and fetches its weights,
     /// while the one before it still runs. On with compute capability 9+ unless OSPREY_PDL=0.

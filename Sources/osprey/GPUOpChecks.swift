@@ -209,6 +209,16 @@ extension OpChecks {
                 out.append(try pagedCase("decode", seqs, Hq: Hq, Hkv: Hkv, D: D, window: window, sinks: sinks, blockSize: bs, kv: kv))
             }
         }
+        // The tensor-core kernel (bf16 cache, D 64, up to 16 query heads per kv head): Q and the
+        // probabilities rounded to bf16, so a bound of 1e-2; 12 and 16 heads per kv head pad fewer rows.
+        let mmaDecode: [(Int, Int, Int, Int?, Bool, Int)] = [
+            (1, 64, 8, nil, true, 16), (5, 64, 8, 128, true, 16), (64, 64, 8, nil, false, 16), (64, 64, 8, 128, true, 32),
+            (5, 64, 8, 8, false, 16), (3, 12, 1, nil, true, 16), (3, 16, 1, 128, true, 16), (200, 64, 8, nil, true, 32),
+        ]
+        for (S, Hq, Hkv, window, sinks, bs) in mmaDecode {
+            let seqs = (0..<S).map { s in (context: S == 1 ? 2000 : 1 + (s * 137 + 53) % 1500, queries: 1) }
+            out.append(try pagedCase("decode", seqs, Hq: Hq, Hkv: Hkv, D: 64, window: window, sinks: sinks, blockSize: bs, kv: .bf16, tensorCores: true))
+        }
         // Chunked prefill: query runs of 1 to 200 at the end of longer contexts (runs of at most 8 take
         // the per-row kernel, longer ones the per-query one); D 24 and 128 take the per-row kernel
         // throughout, and so does a batch whose runs are all short.
@@ -222,6 +232,9 @@ extension OpChecks {
             for (seqs, Hq, Hkv, D, window, sinks) in prefill {
                 out.append(try pagedCase("prefill", seqs, Hq: Hq, Hkv: Hkv, D: D, window: window, sinks: sinks, blockSize: 16, kv: kv))
             }
+        }
+        for (seqs, window) in [(mixed, 128), (short, nil)] as [([(context: Int, queries: Int)], Int?)] {
+            out.append(try pagedCase("prefill", seqs, Hq: 64, Hkv: 8, D: 64, window: window, sinks: true, blockSize: 16, kv: .bf16, tensorCores: true))
         }
 
         // writeKV must store exactly what the CPU stores: for bf16, the same round-to-nearest-even
@@ -263,7 +276,7 @@ extension OpChecks {
     /// may read (spare and released blocks, the tail of each last block), so a wrong read fails.
     /// The cache holds `kv` (bf16 or f32); both backends read the same values.
     mutating func pagedCase(_ kind: String, _ seqs: [(context: Int, queries: Int)], Hq: Int, Hkv: Int, D: Int, window: Int?, sinks: Bool,
-                            blockSize bs: Int, kv: DType) throws -> Result {
+                            blockSize bs: Int, kv: DType, tensorCores: Bool = false) throws -> Result {
         let blocks = seqs.map { ($0.context + bs - 1) / bs }
         let maxBlocks = blocks.max()! + 1, total = blocks.reduce(3, +)
         var order = Array(0..<total)
@@ -309,9 +322,14 @@ extension OpChecks {
         let scale = 1 / Float(D).squareRoot()
         let counts = seqs.count > 8 ? "\(seqs.count) sequences, contexts ≤ \(layout.maxContextLength)" : seqs.map { "\($0.queries)/\($0.context)" }.joined(separator: " ")
         try gpu.beginStep()
-        return try compare("pagedAttention \(kind)", "\(counts) Hq\(Hq) Hkv\(Hkv) D\(D) window \(window.map(String.init) ?? "-")\(sinks ? " sinks" : "") block \(bs) kv \(kv)",
+        let saved = gpu.context.pagedTensorCores
+        gpu.context.pagedTensorCores = tensorCores
+        defer { gpu.context.pagedTensorCores = saved }
+        return try compare("pagedAttention \(kind)", "\(counts) Hq\(Hq) Hkv\(Hkv) D\(D) window \(window.map(String.init) ?? "-")\(sinks ? " sinks" : "") block \(bs) kv \(kv)"
+                           + (tensorCores ? " (tensor cores)" : ""),
                            gpu: gpu.pagedAttention(q: up(q), kCache: up(kCache), vCache: up(vCache), sinks: s.map(up), layout: device, window: window, scale: scale),
-                           cpu: cpu.pagedAttention(q: q, kCache: kCache, vCache: vCache, sinks: s, layout: layout, window: window, scale: scale))
+                           cpu: cpu.pagedAttention(q: q, kCache: kCache, vCache: vCache, sinks: s, layout: layout, window: window, scale: scale),
+                           bound: tensorCores ? 1e-2 : 1e-4)
     }
 
     func i32(_ values: [Int32]) -> Tensor {

@@ -202,3 +202,13 @@ __device__ __forceinline__ void attend_chunk(const float4 (*sK)[D / 4], const fl
         m = mn;
     }
 }
+
+// d += A · B for one m16n8k16 bf16 tile, f32 accumulators (sm_80+). Fragments, lane = 4g + t:
+// A a0 (row g, k 2t..2t+1) a1 (row g+8) a2 (row g, k 2t+8..) a3 (row g+8, k 2t+8..); B b0 (k 2t..2t+1,
+// col g) b1 (k 2t+8..); C c0 c1 (row g, cols 2t, 2t+1) c2 c3 (row g+8). Each .b32 holds two bf16, lower k low.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3,
+                                         unsigned int b0, unsigned int b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}

@@ -56,14 +56,6 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
-// d += A · B for one m16n8k16 tile (fragments as in the NOTE above).
-__device__ __forceinline__ void mma_bf16(float (&d)[4], unsigned int a0, unsigned int a1, unsigned int a2, unsigned int a3,
-                                         unsigned int b0, unsigned int b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 // The tables of e2m1x8_to_bf16x2: low and high bytes of the bf16 of the magnitudes 0, 0.5, 1,
 // 1.5, 2, 3, 4, 6 (L0 L1: 00 00 80 C0 | 00 40 80 C0; H0 H1: 00 3F 3F 3F | 40 40 40 40), and K.
 struct E2M1Tables {

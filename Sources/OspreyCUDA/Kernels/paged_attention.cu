@@ -360,6 +360,181 @@ extern "C" __global__ void paged_rows_d128_h2_bf16(ROWS_ARGS(bf16_t)) { pdl_trig
 extern "C" __global__ void paged_rows_d128_h4_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<128, 4, bf16_t>(ROWS_PASS); }
 extern "C" __global__ void paged_rows_d128_h8_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_rows<128, 8, bf16_t>(ROWS_PASS); }
 
+// MARK: - paged_mma (bf16 cache, D 64, up to 16 query heads per kv head)
+
+// paged_rows' work on tensor cores: one block of 4 warps per (query row, kv head, key split), the
+// group's query heads as the 16 rows of the MMAs (G of them real, the rest zeros). Per chunk of 32
+// keys a warp computes S = Q K^T (4 key tiles x 4 steps of 16 dimensions: 16 mma.sync), keeps an
+// online softmax per head in f32, and adds P V (2 steps of 16 keys x 8 tiles of 8 dimensions: 16
+// mma.sync), with P rounded to bf16 in registers (the C fragments of S are the A fragments of P)
+// and V read back from shared memory transposed by ldmatrix. Q is scaled and rounded to bf16 (as
+// the checkpoint's bf16 attention does). Each lane loads 32 contiguous bytes of a key row: the sum
+// over dimensions runs in another order than the fragments' nominal one, the same for Q and K.
+#define MMA_VS 72  // bf16 per key row of a warp's V tile in shared memory: 64 + 8 (rows 16 bytes apart in the banks)
+
+__device__ __forceinline__ unsigned int pack_bf16x2(float lo, float hi) {
+    return (unsigned int)f32_to_bf16_rne(lo) | ((unsigned int)f32_to_bf16_rne(hi) << 16);
+}
+
+// ldmatrix .x4 .trans: four 8x8 bf16 tiles; lanes 8i..8i+7 give the row addresses of tile i, and
+// lane 4g + t receives (row 2t, col g) and (row 2t + 1, col g) of each.
+__device__ __forceinline__ void ldsm_x4_trans(unsigned int (&r)[4], const void* p) {
+    unsigned int a = (unsigned int)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+
+__device__ __forceinline__ void paged_mma(PAGED_ARGS(bf16_t), int Darg, int splits, float* pm, float* pl, float* pacc) {
+    constexpr int D = 64;
+    __shared__ __align__(16) bf16_t sv[ROWS_WARPS][32][MMA_VS];
+    __shared__ float wm[ROWS_WARPS][16], wl[ROWS_WARPS][16];
+    __shared__ float wacc[ROWS_WARPS][16][D];
+
+    const int G = Hq / Hkv;
+    const int split = blockIdx.y % splits, kvh = blockIdx.y / splits;
+    const int s = blockIdx.z, i = blockIdx.x;
+    const int q0 = qstart[s], n = qstart[s + 1] - q0;
+    if (i >= n || n > limit) return;  // the whole block: no query here, or paged_prefill's sequence
+    const int t = q0 + i, p = ctxlen[s] - n + i, h0 = kvh * G;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+
+    // Q as A fragments: rows g and g + 8 (heads h0 + g, h0 + g + 8), dimensions 16 tq .. + 15, word w
+    // = dimensions 16 tq + 2w, + 1; step kk of the sum takes words 2kk (a0, a1) and 2kk + 1 (a2, a3).
+    unsigned int qa[2][8];
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int head = g + 8 * r;
+        const float* qr = q + ((long long)t * Hq + h0 + min(head, G - 1)) * D + 16 * tq;
+        #pragma unroll
+        for (int w = 0; w < 8; w++) qa[r][w] = head < G ? pack_bf16x2(qr[2 * w] * scale, qr[2 * w + 1] * scale) : 0u;
+    }
+
+    const int lo = window > 0 ? max(0, p - window + 1) : 0;
+    const int per = ((p + 1 - lo + splits - 1) / splits + 31) & ~31;
+    const int klo = lo + split * per, khi = min(p + 1, klo + per);
+    const int* tb = table + (long long)s * maxBlocks;
+    const long long stride = (long long)Hkv * D;
+    const bf16_t* kb = kc + (long long)kvh * D;
+    const bf16_t* vb = vc + (long long)kvh * D;
+
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, o[8][4];
+    #pragma unroll
+    for (int c = 0; c < 8; c++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) o[c][e] = 0.f;
+    for (int base = klo + warp * 32; base < khi; base += ROWS_WARPS * 32) {
+        // Key tile j: lane (g, tq) loads key base + 8j + g, bytes 32 tq .. + 31 of its K and V rows.
+        unsigned int kw[4][8], valid[4];
+        #pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int key = base + 8 * j + g;
+            const int row = key < khi ? cache_row(tb, key, bs, rows) : -1;
+            uint4 k0 = make_uint4(0u, 0u, 0u, 0u), k1 = k0, v0 = k0, v1 = k0;
+            if (row >= 0) {
+                const uint4* kr = (const uint4*)(kb + row * stride) + 2 * tq;
+                const uint4* vr = (const uint4*)(vb + row * stride) + 2 * tq;
+                k0 = kr[0]; k1 = kr[1]; v0 = vr[0]; v1 = vr[1];
+            }
+            kw[j][0] = k0.x; kw[j][1] = k0.y; kw[j][2] = k0.z; kw[j][3] = k0.w;
+            kw[j][4] = k1.x; kw[j][5] = k1.y; kw[j][6] = k1.z; kw[j][7] = k1.w;
+            *(uint4*)&sv[warp][8 * j + g][16 * tq] = v0;  // missing rows as zeros: P is 0 there, and 0 * 0 stays 0
+            *(uint4*)&sv[warp][8 * j + g][16 * tq + 8] = v1;
+            valid[j] = __ballot_sync(0xffffffffu, row >= 0);  // key 8j + x: bit 4x
+        }
+        // S tile j: c0 c1 (head g, keys 8j + 2tq, + 1), c2 c3 (head g + 8, the same keys).
+        float sc[4][4];
+        #pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float d[4] = {0.f, 0.f, 0.f, 0.f};
+            #pragma unroll
+            for (int kk = 0; kk < 4; kk++) mma_bf16(d, qa[0][2 * kk], qa[1][2 * kk], qa[0][2 * kk + 1], qa[1][2 * kk + 1], kw[j][2 * kk], kw[j][2 * kk + 1]);
+            const bool va = (valid[j] >> (8 * tq)) & 1u, vb2 = (valid[j] >> (8 * tq + 4)) & 1u;
+            sc[j][0] = va ? d[0] : -INFINITY; sc[j][1] = vb2 ? d[1] : -INFINITY;
+            sc[j][2] = va ? d[2] : -INFINITY; sc[j][3] = vb2 ? d[3] : -INFINITY;
+        }
+        // Online softmax per row (the 4 lanes of a row hold its 32 scores, 8 each).
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float cm = -INFINITY;
+            #pragma unroll
+            for (int j = 0; j < 4; j++) cm = fmaxf(cm, fmaxf(sc[j][2 * r], sc[j][2 * r + 1]));
+            cm = fmaxf(cm, __shfl_xor_sync(0xffffffffu, cm, 1));
+            cm = fmaxf(cm, __shfl_xor_sync(0xffffffffu, cm, 2));
+            const float mn = fmaxf(m[r], cm);
+            const float corr = m[r] == -INFINITY ? 0.f : expf(m[r] - mn);  // nothing to rescale while m is -inf
+            float sum = 0.f;
+            #pragma unroll
+            for (int j = 0; j < 4; j++) {
+                #pragma unroll
+                for (int e = 2 * r; e < 2 * r + 2; e++) {
+                    sc[j][e] = sc[j][e] == -INFINITY ? 0.f : expf(sc[j][e] - mn);
+                    sum += sc[j][e];
+                }
+            }
+            l[r] = l[r] * corr + sum;
+            #pragma unroll
+            for (int c = 0; c < 8; c++) { o[c][2 * r] *= corr; o[c][2 * r + 1] *= corr; }
+            m[r] = mn;
+        }
+        __syncwarp();  // the V tile is in shared memory
+        // O += P V: step ks takes keys 16 ks .. + 15 (S tiles 2ks, 2ks + 1 as the A fragments).
+        #pragma unroll
+        for (int ks = 0; ks < 2; ks++) {
+            const unsigned int a0 = pack_bf16x2(sc[2 * ks][0], sc[2 * ks][1]), a1 = pack_bf16x2(sc[2 * ks][2], sc[2 * ks][3]);
+            const unsigned int a2 = pack_bf16x2(sc[2 * ks + 1][0], sc[2 * ks + 1][1]), a3 = pack_bf16x2(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
+            #pragma unroll
+            for (int cp = 0; cp < 4; cp++) {
+                // Tiles (keys +0 / +8, dimensions 16 cp / 16 cp + 8): b0, b1 of dimension tiles 2cp and 2cp + 1.
+                const int mi = lane >> 3, key = 16 * ks + (mi & 1) * 8 + (lane & 7), dim = 16 * cp + (mi >> 1) * 8;
+                unsigned int bv[4];
+                ldsm_x4_trans(bv, &sv[warp][key][dim]);
+                mma_bf16(o[2 * cp], a0, a1, a2, a3, bv[0], bv[1]);
+                mma_bf16(o[2 * cp + 1], a0, a1, a2, a3, bv[2], bv[3]);
+            }
+        }
+        __syncwarp();  // the V tile is consumed
+    }
+
+    // Merge the warps: per head, each warp's sums rescaled to the block's max (as paged_rows).
+    #pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        if (tq == 0) { wm[warp][g + 8 * r] = m[r]; wl[warp][g + 8 * r] = l[r]; }
+        #pragma unroll
+        for (int c = 0; c < 8; c++) {
+            wacc[warp][g + 8 * r][8 * c + 2 * tq] = o[c][2 * r];
+            wacc[warp][g + 8 * r][8 * c + 2 * tq + 1] = o[c][2 * r + 1];
+        }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < G * D; e += blockDim.x) {
+        const int hg = e / D, d = e % D, h = h0 + hg;
+        float M = -INFINITY, L = 0.f, acc = 0.f;
+        for (int w = 0; w < ROWS_WARPS; w++) M = fmaxf(M, wm[w][hg]);
+        for (int w = 0; w < ROWS_WARPS; w++) {
+            const float c = wm[w][hg] == -INFINITY ? 0.f : expf(wm[w][hg] - M);
+            L += wl[w][hg] * c;
+            acc += wacc[w][hg][d] * c;
+        }
+        const long long th = (long long)t * Hq + h;
+        if (splits > 1) {  // paged_merge adds the sink and normalises
+            const long long z = th * splits + split;
+            pacc[z * D + d] = acc;
+            if (d == 0) { pm[z] = M; pl[z] = L; }
+            continue;
+        }
+        const float sink = sinks ? load_w(sinks, h, sdt) : -INFINITY;
+        const float Mx = fmaxf(M, sink);
+        if (Mx == -INFINITY) { out[th * D + d] = 0.f; continue; }  // nothing visible and no sink
+        const float f = M == -INFINITY ? 0.f : expf(M - Mx);
+        out[th * D + d] = acc * f / (L * f + (sinks ? expf(sink - Mx) : 0.f));
+    }
+}
+
+// Launched like paged_rows_d64_h16_bf16 would be: grid (query row, kv head * splits + split, sequence).
+extern "C" __global__ void paged_mma_d64_bf16(ROWS_ARGS(bf16_t)) { pdl_trigger(); pdl_wait(); paged_mma(ROWS_PASS); }
+
 // out[th] from the splits' partials of row-head th = t * Hq + h: one block per row-head, threads over D.
 extern "C" __global__ void paged_merge(const float* pm, const float* pl, const float* pacc, const void* sinks, int sdt,
                                        float* out, int Hq, int D, int splits) {
