@@ -15,12 +15,7 @@
 #include <functional>
 #include "../../Sources/OspreyCUDA/Kernels/linear.cu"
 #include "stream.cuh"
-
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e)); exit(1); } } while (0)
-
-static unsigned long long rng = 88172645463325252ull;
-static unsigned int next_u32() { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (unsigned int)(rng >> 11); }
-static float next_unit() { return (next_u32() & 0xffffff) / 16777216.f * 2.f - 1.f; }
+#include "bench_util.cuh"
 
 __global__ void read_all(const uint4* p, long long n, unsigned int* sink) {
     unsigned int acc = 0;
@@ -32,22 +27,6 @@ __global__ void read_all(const uint4* p, long long n, unsigned int* sink) {
 }
 
 static int num_sms;
-
-// Mean µs per launch of `launch(copy)` over `reps` back-to-back launches cycling through `copies`.
-static double time_us(int copies, int reps, const std::function<void(int)>& launch) {
-    for (int i = 0; i < copies; i++) launch(i);
-    CK(cudaDeviceSynchronize());
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
-    CK(cudaEventRecord(a));
-    for (int i = 0; i < reps; i++) launch(i % copies);
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    CK(cudaGetLastError());
-    float ms = 0.f;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    return 1000.0 * ms / reps;
-}
 
 static double max_diff(const float* dev_a, const float* dev_b, size_t n) {
     std::vector<float> a(n), b(n);

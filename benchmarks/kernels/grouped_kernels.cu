@@ -18,12 +18,7 @@
 #include <functional>
 #include "../../Sources/OspreyCUDA/Kernels/moe_grouped.cu"
 #include "../../Sources/OspreyCUDA/Kernels/moe_grouped_tma.cu"
-
-#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); exit(1); } } while (0)
-
-static unsigned long long rng = 88172645463325252ull;
-static unsigned int next_u32() { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (unsigned int)(rng >> 11); }
-static float next_unit() { return (next_u32() & 0xffffff) / 16777216.f * 2.f - 1.f; }
+#include "bench_util.cuh"
 
 typedef void (*GroupedFn)(const unsigned short*, const int4*, const int*, const unsigned char*, int, const unsigned char*, const void*, int,
                           void*, int, int, float, float);
@@ -66,21 +61,6 @@ static Weights make_weights(int R, int K, int copies) {
         CK(cudaMemcpy(w.scales + c * w.sbytes, s.data(), w.sbytes, cudaMemcpyHostToDevice));
     }
     return w;
-}
-
-static double time_us(int reps, const std::function<void(int)>& launch) {
-    launch(0); launch(1);
-    CK(cudaDeviceSynchronize());
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
-    CK(cudaEventRecord(a));
-    for (int i = 0; i < reps; i++) launch(i & 1);
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    CK(cudaGetLastError());
-    float ms = 0.f;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    return 1000.0 * ms / reps;
 }
 
 int main(int argc, char** argv) {
@@ -176,8 +156,8 @@ int main(int argc, char** argv) {
                 if (!std::isfinite(diff)) diff = 1e30;
             }
             if (ncu) continue;
-            double tg = time_us(40, [&](int c) { launch(true, c); });
-            double td = time_us(40, [&](int c) { launch(false, c); });
+            double tg = time_us(2, 40, [&](int c) { launch(true, c); });
+            double td = time_us(2, 40, [&](int c) { launch(false, c); });
             printf("| %d | %s | %.1f | %.0f | %.1f | %.0f | %.1f | %.2g |\n", T, v.name, tg, guBytes / tg / 1e3, td, dnBytes / td / 1e3, tg + td, diff);
             fflush(stdout);
         }

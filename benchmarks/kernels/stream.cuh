@@ -10,31 +10,9 @@
 // ~30 MB matrix: launch, ramp-up and drain dominate); gemv_tma wins at 4 tokens.
 // benchmarks/results/2026-11-29-h200-decode-launches.md has the table.
 #pragma once
-#include "../../Sources/OspreyCUDA/Kernels/common.cuh"
+// The mbarrier and bulk-copy helpers of the production ring kernels (mbar_*, bulk_copy, smem_u32).
+#include "../../Sources/OspreyCUDA/Kernels/moe_grouped_tma.cu"
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void mbar_init(unsigned long long* bar, unsigned count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(unsigned long long* bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(unsigned long long* bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned parity) {
-    unsigned done = 0;
-    while (!done) {
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}"
-                     : "=r"(done) : "r"(smem_addr(bar)), "r"(parity) : "memory");
-    }
-}
-// bytes (a multiple of 16, both addresses 16-byte aligned) from global src to shared dst, counted on bar.
-__device__ __forceinline__ void bulk_load(void* dst, const void* src, unsigned bytes, unsigned long long* bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                 ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)) : "memory");
-}
 __device__ __forceinline__ void mbar_fence_init() {
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -94,7 +72,7 @@ gemv_tma(const float* x, const unsigned short* W, const void* bias, int bdt, flo
                 int r0 = rb + k * RS, nr = min(RS, re - r0);
                 unsigned bytes = (unsigned)nr * I * 2;
                 mbar_expect_tx(&full[s], bytes);
-                bulk_load(ring + (long long)s * RS * I, W + (long long)r0 * I, bytes, &full[s]);
+                bulk_copy(ring + (long long)s * RS * I, W + (long long)r0 * I, bytes, &full[s]);
             }
         }
         return;
@@ -215,8 +193,8 @@ moe_q8_stream(const signed char* xq, const float* xd, int div, const int* ids, c
             if (lane == 0) mbar_expect_tx(&full[s], (unsigned)(wbytes + sbytes));
             __syncwarp();
             const unsigned char* tile = blocks + ((size_t)e * RT + (r0 >> 7)) * NB2 * 4096 + (size_t)(r0 & 127) * 16;
-            for (int i = lane; i < 2 * NB2; i += 32) bulk_load(dst + (size_t)i * 512, tile + (size_t)i * 2048, 512, &full[s]);
-            if (lane == 0) bulk_load(dst + wbytes, scales + ((size_t)e * rows + r0) * nb, (unsigned)sbytes, &full[s]);
+            for (int i = lane; i < 2 * NB2; i += 32) bulk_copy(dst + (size_t)i * 512, tile + (size_t)i * 2048, 512, &full[s]);
+            if (lane == 0) bulk_copy(dst + wbytes, scales + ((size_t)e * rows + r0) * nb, (unsigned)sbytes, &full[s]);
         }
         return;
     }

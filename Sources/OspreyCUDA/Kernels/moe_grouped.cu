@@ -79,22 +79,7 @@ __device__ __forceinline__ void block_mma(float (&acc)[2][NT][4], const unsigned
             e2m1x8_to_bf16x2(wq[mt][0], wa[mt][0]);
             e2m1x8_to_bf16x2(wq[mt][1], wa[mt][1]);
         }
-        #pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-            if (nt * 8 >= n) break;  // warp-uniform
-            const int p = nt * 8 + g;
-            const uint4 x = *(const uint4*)(act_at(p, 8 * t));
-            #pragma unroll
-            for (int mt = 0; mt < 2; mt++) {
-                float d[4] = {0.f, 0.f, 0.f, 0.f};
-                mma_bf16(d, wa[mt][0][0], wa[mt][1][0], wa[mt][0][1], wa[mt][1][1], x.x, x.y);
-                mma_bf16(d, wa[mt][0][2], wa[mt][1][2], wa[mt][0][3], wa[mt][1][3], x.z, x.w);
-                acc[mt][nt][0] += d[0] * sc[mt][0];
-                acc[mt][nt][1] += d[1] * sc[mt][0];
-                acc[mt][nt][2] += d[2] * sc[mt][1];
-                acc[mt][nt][3] += d[3] * sc[mt][1];
-            }
-        }
+        mma_pairs<NT>(acc, wa, sc, n, g, t, act_at);
     } else {
         // The same outputs as the C fragments, each a plain dot product over the block.
         #pragma unroll
@@ -156,12 +141,7 @@ __device__ __forceinline__ void grouped_mxfp4(const unsigned short* act, const i
     }
 
     float acc[2][NT][4];
-    #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-        #pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-            #pragma unroll
-            for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0.f;
+    zero_acc<NT>(acc);
 
     for (int step = 0; step < steps; step++) {
         cp_async_wait<STAGES - 2>();  // this thread's copies of stage `step` (and of the scales) have landed

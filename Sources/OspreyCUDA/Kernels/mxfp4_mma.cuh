@@ -91,6 +91,39 @@ __device__ __forceinline__ void e2m1x8_to_bf16x2(unsigned int w, unsigned int (&
     r[3] = prmt_b32(loh, hih, 0x7362u); // values 6, 7
 }
 
+template <int NT>
+__device__ __forceinline__ void zero_acc(float (&acc)[2][NT][4]) {
+    #pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            #pragma unroll
+            for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0.f;
+}
+
+// One 32-value block's MMAs: the decoded weights wa[mt][row g, g + 8][4] (e2m1x8_to_bf16x2) against
+// each 8-pair tile that holds pairs (act_at(p, k): the bf16 input k of pair p, 16-byte aligned for
+// k a multiple of 8), acc[mt][nt] += sc[mt][row] * partial sums (the block's scales, rows g, g + 8).
+template <int NT, class ActAt>
+__device__ __forceinline__ void mma_pairs(float (&acc)[2][NT][4], const unsigned int (&wa)[2][2][4], const float (&sc)[2][2], int n, int g,
+                                          int t, ActAt act_at) {
+    #pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        if (nt * 8 >= n) break;  // warp-uniform
+        const uint4 x = *(const uint4*)act_at(nt * 8 + g, 8 * t);
+        #pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            float d[4] = {0.f, 0.f, 0.f, 0.f};
+            mma_bf16(d, wa[mt][0][0], wa[mt][1][0], wa[mt][0][1], wa[mt][1][1], x.x, x.y);
+            mma_bf16(d, wa[mt][0][2], wa[mt][1][2], wa[mt][0][3], wa[mt][1][3], x.z, x.w);
+            acc[mt][nt][0] += d[0] * sc[mt][0];
+            acc[mt][nt][1] += d[1] * sc[mt][0];
+            acc[mt][nt][2] += d[2] * sc[mt][1];
+            acc[mt][nt][3] += d[3] * sc[mt][1];
+        }
+    }
+}
+
 // Epilogue. C element i of tile (mt, nt): row r0 + warp * 32 + mt * 16 + g + 8 * (i / 2), pair
 // nt * 8 + 2t + i % 2. GM_GATE_UP: h [P, R / 2] bf16 (the clamped SwiGLU of the bias-added gate and
 // up rows); GM_DOWN: y [P, R] f32 in pick order (order[start + p]), bias added.
