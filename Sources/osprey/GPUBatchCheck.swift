@@ -120,11 +120,12 @@ enum BatchCheck {
 
     /// Wall time per decode step with `sequences` requests decoding (prompts of `promptLength`),
     /// and the GPU time per kernel of one such step.
-    static func profileDecode(_ model: any LanguageModel, gpu: CUDABackend, sequences: Int, promptLength: Int, kvBlocks: Int? = nil) throws -> [String] {
+    static func profileDecode(_ model: any LanguageModel, gpu: CUDABackend, sequences: Int, promptLength: Int, kvBlocks: Int? = nil,
+                              maxBatchTokens: Int = 2048) throws -> [String] {
         var config = GenerationConfig()
         config.maxNewTokens = 64
         config.eosTokenIds = []
-        let engine = try BatchEngine(model: model, config: BatchConfig(blockSize: 32, numBlocks: kvBlocks, maxBatchTokens: 8192, maxSequences: 256))
+        let engine = try BatchEngine(model: model, config: BatchConfig(blockSize: 32, numBlocks: kvBlocks, maxBatchTokens: maxBatchTokens, maxSequences: 256))
         let kv = engine.config.kvDType
         for p in prompts(count: sequences, lengths: promptLength...promptLength, vocabulary: model.vocabularySize, seed: 5) {
             try engine.add(prompt: p, generation: config)

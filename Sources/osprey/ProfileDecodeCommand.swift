@@ -1,7 +1,7 @@
 // `osprey profile-decode`: one batched decode step's GPU time per kernel, on one thread (a
 // BatchEngine stepped directly, no engine thread), so profilers that cannot follow the serving
 // engine's threads (ncu aborted inside `bench-batch`, 2026-11-29) can look at the same kernels:
-//   ncu -k regex:moe_mxfp4_mma --launch-skip 400 --launch-count 2 osprey profile-decode --model M
+//   ncu -k regex:moe_mxfp4_tma --launch-skip 400 --launch-count 2 osprey profile-decode --model M
 // It fills `--sequences` requests of `--prompt-length` random ids, steps until all of them decode,
 // times `--steps` steps, then times each launch of one step alone (the table gpu-check prints).
 import ArgumentParser
@@ -22,18 +22,22 @@ struct ProfileDecode: ParsableCommand {
     var promptLength = 200
     @Option(name: .customLong("kv-blocks"), help: "KV pool blocks (default: sized from the free GPU memory).")
     var kvBlocks: Int?
+    @Option(name: .customLong("max-batch-tokens"), help: "Tokens per engine step at most (the prompts' prefill chunks).")
+    var maxBatchTokens = 2048
 
     func validate() throws {
         guard sequences >= 1, sequences <= 256 else { throw ValidationError("--sequences must be in 1...256") }
         guard promptLength >= 1 else { throw ValidationError("--prompt-length must be ≥ 1") }
         if let kvBlocks, kvBlocks < 1 { throw ValidationError("--kv-blocks must be ≥ 1") }
+        guard maxBatchTokens >= sequences else { throw ValidationError("--max-batch-tokens must be ≥ --sequences") }
     }
 
     func run() throws {
         try reportingErrors {
             let gpu = try CUDABackend(ordinal: 0)
             let m = try ModelRegistry.load(ModelFolder(directory: URL(fileURLWithPath: model)), backend: gpu)
-            let lines = try BatchCheck.profileDecode(m, gpu: gpu, sequences: sequences, promptLength: promptLength, kvBlocks: kvBlocks)
+            let lines = try BatchCheck.profileDecode(m, gpu: gpu, sequences: sequences, promptLength: promptLength, kvBlocks: kvBlocks,
+                                                     maxBatchTokens: maxBatchTokens)
             emit(lines.joined(separator: "\n"))
         }
     }
