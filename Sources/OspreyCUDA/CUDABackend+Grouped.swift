@@ -97,7 +97,8 @@ extension CUDABackend {
 
     /// Whether the bulk-copy kernels run this bank: sm_90 or later, tiled blocks, not overridden.
     func expertsUseTMA(bank: ExpertBank, inputs K: Int) -> Bool {
-        [.auto, .groupedMMA].contains(context.mxfp4Experts) && bank.tiledBlocks && context.computeCapability.major >= 9
+        let kernels = context.mxfp4Experts
+        return (kernels == .auto || kernels == .groupedMMA) && bank.tiledBlocks && context.computeCapability.major >= 9
             && Self.tmaShared(pairs: 64, stages: 2, inputs: K) <= 227 << 10
     }
 
@@ -147,7 +148,7 @@ extension CUDABackend {
             try launchTMA(down, bulk, input: h, tiles: tiles, order: order, blocks: db, scales: ds, bias: bank.downBias,
                           output: y, rows: H, inputs: I, tilesCount: maxTiles, bank: bank)
         } else {
-            try cpAsyncGEMMs(wide: wide, tile: tile, maxTiles: maxTiles, xs: xs, h: h, y: y, tiles: tiles, order: order, bank: bank,
+            try cpAsyncGEMMs(wide: wide, maxTiles: maxTiles, xs: xs, h: h, y: y, tiles: tiles, order: order, bank: bank,
                              blocks: (gub, gus, db, ds), H: H, I: I)
         }
         try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
@@ -169,9 +170,9 @@ extension CUDABackend {
     }
 
     /// The cp.async GEMMs (moe_grouped.cu): MMA tiles of 32 or (`wide`) 64 pairs, or the FMA twin.
-    private func cpAsyncGEMMs(wide: Bool, tile: Int, maxTiles: Int, xs: Tensor, h: Tensor, y: Tensor, tiles: Tensor, order: Tensor,
+    private func cpAsyncGEMMs(wide: Bool, maxTiles: Int, xs: Tensor, h: Tensor, y: Tensor, tiles: Tensor, order: Tensor,
                               bank: ExpertBank, blocks: (gub: Tensor, gus: Tensor, db: Tensor, ds: Tensor), H: Int, I: Int) throws {
-        let (gub, gus, db, ds) = blocks
+        let (gub, gus, db, ds) = blocks, tile = wide ? 64 : 32
         let mma = context.mxfp4Experts != .groupedFMA
         // gate_up: R = 2I rows over K = H inputs, h = SwiGLU(xs · Wᵀ + b) in bf16.
         try context.launch("MoEGrouped", wide ? "moe_mxfp4_mma64_gate_up" : mma ? "moe_mxfp4_mma_gate_up" : "moe_mxfp4_fma_gate_up",

@@ -1,9 +1,10 @@
 // Launchers for the paged ops of continuous batching: Kernels/paged_attention.cu (write_kv,
-// paged_rows or its tensor-core twin paged_mma, paged_prefill, paged_merge), rope_positions in rope.cu, and gatherRows on the
-// embedding gather of elementwise.cu. The i32 metadata never leaves the device: grids are sized
-// from the layout's host values (upper bounds), and blocks with nothing to do return at once, so
-// no launch here synchronises with the host or allocates beyond the step workspace. The cache is
-// f32 or bf16; each cache kernel is picked by its dtype (the _bf16 variants for bf16).
+// paged_rows or its tensor-core twin paged_mma, paged_prefill, paged_merge), rope_positions in
+// rope.cu, and gatherRows on the embedding gather of elementwise.cu. The i32 metadata never
+// leaves the device: grids are sized from the layout's host values (upper bounds), and blocks
+// with nothing to do return at once, so no launch here synchronises with the host or allocates
+// beyond the step workspace. The cache is f32 or bf16; each cache kernel is picked by its dtype
+// (the _bf16 variants for bf16).
 import OspreyCore
 
 extension CUDABackend {
@@ -108,7 +109,7 @@ extension CUDABackend {
         let limit = prefill ? Self.pagedRowsLimit : layout.maxQueryLength
         let G = Hq / Hkv
         // Tensor cores: one block per kv head for all of its (at most 16) query heads.
-        let mma = context.pagedTensorCores && kv == "_bf16" && dc == 64 && G <= 16
+        let mma = context.pagedTensorCores && kCache.dtype == .bf16 && dc == 64 && G <= 16
         let hb = mma ? G : [1, 2, 4, 8].first { $0 >= G } ?? 8
         let groups = Hkv * ((G + hb - 1) / hb)
         // A decode step with few (sequence, kv head) blocks splits its keys.

@@ -52,15 +52,17 @@ __device__ __forceinline__ float4 kv_load4(const bf16_t* p) {
     return make_float4(kv_lo(u.x), kv_hi(u.x), kv_lo(u.y), kv_hi(u.y));
 }
 
+// Two f32 values as one bf16 pair (nearest even; lo in the low half).
+__device__ __forceinline__ unsigned int pack_bf16x2(float lo, float hi) {
+    return (unsigned int)f32_to_bf16_rne(lo) | ((unsigned int)f32_to_bf16_rne(hi) << 16);
+}
+
 // f32 values to cache values: as they are, or rounded to bf16 (nearest even, as OspreyCore's bf16Bits).
 __device__ __forceinline__ void kv_store(float* p, long long i, float x) { p[i] = x; }
 __device__ __forceinline__ void kv_store(bf16_t* p, long long i, float x) { p[i] = f32_to_bf16_rne(x); }
 __device__ __forceinline__ void kv_store4(float* p, long long i, float4 x) { ((float4*)p)[i] = x; }
 __device__ __forceinline__ void kv_store4(bf16_t* p, long long i, float4 x) {
-    uint2 u;
-    u.x = (unsigned int)f32_to_bf16_rne(x.x) | ((unsigned int)f32_to_bf16_rne(x.y) << 16);
-    u.y = (unsigned int)f32_to_bf16_rne(x.z) | ((unsigned int)f32_to_bf16_rne(x.w) << 16);
-    ((uint2*)p)[i] = u;
+    ((uint2*)p)[i] = make_uint2(pack_bf16x2(x.x, x.y), pack_bf16x2(x.z, x.w));
 }
 
 // MARK: - write_kv
@@ -121,6 +123,39 @@ __device__ __forceinline__ int cache_row(const int* tb, int j, int bs, int rows)
 // Value dimension i of a lane: contiguous runs for D 64/128 (one vector load per key), strided otherwise.
 template <int DC, int DPL>
 __device__ __forceinline__ int lane_dim(int lane, int i) { return DC == 64 || DC == 128 ? lane * DPL + i : lane + 32 * i; }
+
+// The end of paged_rows and paged_mma: each warp has left its max wm, sum wl and unnormalised
+// values wacc per head of the block's nh heads (h0 ..); per head and dimension, the warps' sums are
+// rescaled to the block's max and merged. One split: normalised with the sink into out; several:
+// the partial (max, sum, values) for paged_merge. Call after a __syncthreads.
+template <int HB, int NA>
+__device__ __forceinline__ void merge_warps_store(const float (&wm)[ROWS_WARPS][HB], const float (&wl)[ROWS_WARPS][HB],
+                                                  const float (&wacc)[ROWS_WARPS][HB][NA], int nh, int D, int h0, int t, int Hq,
+                                                  const void* sinks, int sdt, float* out, int splits, int split, float* pm, float* pl,
+                                                  float* pacc) {
+    for (int e = threadIdx.x; e < nh * D; e += blockDim.x) {
+        int g = e / D, d = e % D, h = h0 + g;
+        float M = -INFINITY, L = 0.f, o = 0.f;
+        for (int w = 0; w < ROWS_WARPS; w++) M = fmaxf(M, wm[w][g]);
+        for (int w = 0; w < ROWS_WARPS; w++) {
+            float c = wm[w][g] == -INFINITY ? 0.f : expf(wm[w][g] - M);
+            L += wl[w][g] * c;
+            o += wacc[w][g][d] * c;
+        }
+        long long th = (long long)t * Hq + h;
+        if (splits > 1) {  // paged_merge adds the sink and normalises
+            long long z = th * splits + split;
+            pacc[z * D + d] = o;
+            if (d == 0) { pm[z] = M; pl[z] = L; }
+            continue;
+        }
+        float sink = sinks ? load_w(sinks, h, sdt) : -INFINITY;
+        float Mx = fmaxf(M, sink);
+        if (Mx == -INFINITY) { out[th * D + d] = 0.f; continue; }  // nothing visible and no sink
+        float f = M == -INFINITY ? 0.f : expf(M - Mx);
+        out[th * D + d] = o * f / (L * f + (sinks ? expf(sink - Mx) : 0.f));
+    }
+}
 
 // grid (query row within its sequence, (kv head * head chunks + chunk) * splits + split, sequence); 128 threads.
 // T: the cache's element type (float or bf16_t).
@@ -293,28 +328,7 @@ __device__ __forceinline__ void paged_rows(PAGED_ARGS(T), int Darg, int splits, 
         }
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < nh * D; e += blockDim.x) {
-        int g = e / D, d = e % D, h = h0 + g;
-        float M = -INFINITY, L = 0.f, o = 0.f;
-        for (int w = 0; w < ROWS_WARPS; w++) M = fmaxf(M, wm[w][g]);
-        for (int w = 0; w < ROWS_WARPS; w++) {
-            float c = wm[w][g] == -INFINITY ? 0.f : expf(wm[w][g] - M);
-            L += wl[w][g] * c;
-            o += wacc[w][g][d] * c;
-        }
-        long long th = (long long)t * Hq + h;
-        if (splits > 1) {  // paged_merge adds the sink and normalises
-            long long z = th * splits + split;
-            pacc[z * D + d] = o;
-            if (d == 0) { pm[z] = M; pl[z] = L; }
-            continue;
-        }
-        float sink = sinks ? load_w(sinks, h, sdt) : -INFINITY;
-        float Mx = fmaxf(M, sink);
-        if (Mx == -INFINITY) { out[th * D + d] = 0.f; continue; }  // nothing visible and no sink
-        float f = M == -INFINITY ? 0.f : expf(M - Mx);
-        out[th * D + d] = o * f / (L * f + (sinks ? expf(sink - Mx) : 0.f));
-    }
+    merge_warps_store(wm, wl, wacc, nh, D, h0, t, Hq, sinks, sdt, out, splits, split, pm, pl, pacc);
 }
 
 #define ROWS_ARGS(T) PAGED_ARGS(T), int D, int splits, float* pm, float* pl, float* pacc
@@ -371,10 +385,6 @@ extern "C" __global__ void paged_rows_d128_h8_bf16(ROWS_ARGS(bf16_t)) { pdl_trig
 // the checkpoint's bf16 attention does). Each lane loads 32 contiguous bytes of a key row: the sum
 // over dimensions runs in another order than the fragments' nominal one, the same for Q and K.
 #define MMA_VS 72  // bf16 per key row of a warp's V tile in shared memory: 64 + 8 (rows 16 bytes apart in the banks)
-
-__device__ __forceinline__ unsigned int pack_bf16x2(float lo, float hi) {
-    return (unsigned int)f32_to_bf16_rne(lo) | ((unsigned int)f32_to_bf16_rne(hi) << 16);
-}
 
 // ldmatrix .x4 .trans: four 8x8 bf16 tiles; lanes 8i..8i+7 give the row addresses of tile i, and
 // lane 4g + t receives (row 2t, col g) and (row 2t + 1, col g) of each.
@@ -508,28 +518,7 @@ __device__ __forceinline__ void paged_mma(PAGED_ARGS(bf16_t), int Darg, int spli
         }
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < G * D; e += blockDim.x) {
-        const int hg = e / D, d = e % D, h = h0 + hg;
-        float M = -INFINITY, L = 0.f, acc = 0.f;
-        for (int w = 0; w < ROWS_WARPS; w++) M = fmaxf(M, wm[w][hg]);
-        for (int w = 0; w < ROWS_WARPS; w++) {
-            const float c = wm[w][hg] == -INFINITY ? 0.f : expf(wm[w][hg] - M);
-            L += wl[w][hg] * c;
-            acc += wacc[w][hg][d] * c;
-        }
-        const long long th = (long long)t * Hq + h;
-        if (splits > 1) {  // paged_merge adds the sink and normalises
-            const long long z = th * splits + split;
-            pacc[z * D + d] = acc;
-            if (d == 0) { pm[z] = M; pl[z] = L; }
-            continue;
-        }
-        const float sink = sinks ? load_w(sinks, h, sdt) : -INFINITY;
-        const float Mx = fmaxf(M, sink);
-        if (Mx == -INFINITY) { out[th * D + d] = 0.f; continue; }  // nothing visible and no sink
-        const float f = M == -INFINITY ? 0.f : expf(M - Mx);
-        out[th * D + d] = acc * f / (L * f + (sinks ? expf(sink - Mx) : 0.f));
-    }
+    merge_warps_store(wm, wl, wacc, G, D, h0, t, Hq, sinks, sdt, out, splits, split, pm, pl, pacc);
 }
 
 // Launched like paged_rows_d64_h16_bf16 would be: grid (query row, kv head * splits + split, sequence).
