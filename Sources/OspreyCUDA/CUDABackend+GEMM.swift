@@ -1,7 +1,8 @@
 // Prefill-sized batches on tensor cores: dense linear layers and the routed experts as cuBLASLt
-// GEMMs (bf16 inputs, f32 accumulation and output). Activations are converted to bf16 on the way
-// in, as transformers computes in bf16. MXFP4 experts take the grouped GEMM of
-// CUDABackend+Grouped.swift as `context.mxfp4Experts` says (by default up to 64 pairs per
+// GEMMs (bf16 inputs, f32 accumulation and output, biases added by the GEMM's epilogue).
+// Activations are converted to bf16 on the way in (once for layers sharing an input), as
+// transformers computes in bf16. MXFP4 experts take the grouped GEMM of
+// CUDABackend+Grouped.swift as `context.mxfp4Experts` says (by default up to 256 pairs per
 // expert on average). Otherwise, the
 // experts: the host reads the routing once (a synchronisation), orders the (token, pick) pairs by
 // expert in segments padded to 32 rows (so GEMM shapes, and their cached plans, repeat), and runs
@@ -23,15 +24,21 @@ extension CUDABackend {
             && weight.shape[1] % 8 == 0 && ptr(weight) % 16 == 0 && ptr(x) % 16 == 0 && context.hasGEMM
     }
 
-    /// out [T, O] = x [T, I] · Wᵀ + b through cuBLASLt.
-    func linearGEMM(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, T: Int, O: Int, I: Int) throws {
+    /// outs[i] [T, O_i] = x [T, I] · W_iᵀ + b_i through cuBLASLt, x converted to bf16 once for all
+    /// of them (q, k and v share it); an f32 bias is added by the GEMM's epilogue, any other by add_bias.
+    func linearsGEMM(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?)], T: Int, I: Int) throws -> [Tensor] {
         let xb = try workspace([T, I], .bf16)
         try context.launch("Linear", "to_bf16", grid: (min((T * I + 255) / 256, 65535), 1, 1), block: 256,
                            [.pointer(ptr(x)), .pointer(ptr(xb)), .int64(Int64(T * I))])
-        try context.gemm(a: ptr(weight), b: ptr(xb), d: ptr(out), m: O, n: T, k: I)
-        if let bias {
-            try context.launch("Linear", "add_bias", grid: (min((T * O + 255) / 256, 65535), 1, 1), block: 256,
-                               [.pointer(ptr(out)), .pointer(ptr(bias)), try code(bias, "linear"), .int64(Int64(T * O)), .int(Int32(O))])
+        return try layers.map { layer in
+            let O = layer.weight.shape[0], out = try workspace([T, O])
+            let epilogue = layer.bias.flatMap { $0.dtype == .f32 && ptr($0) % 16 == 0 ? ptr($0) : nil } ?? 0
+            try context.gemm(a: ptr(layer.weight), b: ptr(xb), d: ptr(out), m: O, n: T, k: I, bias: epilogue)
+            if let bias = layer.bias, epilogue == 0 {
+                try context.launch("Linear", "add_bias", grid: (min((T * O + 255) / 256, 65535), 1, 1), block: 256,
+                                   [.pointer(ptr(out)), .pointer(ptr(bias)), try code(bias, "linear"), .int64(Int64(T * O)), .int(Int32(O))])
+            }
+            return out
         }
     }
 
@@ -44,10 +51,12 @@ extension CUDABackend {
         }
     }
 
-    /// The routed experts of T tokens as per-expert GEMMs; returns out [T, H].
-    func expertsGEMM(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, T: Int, k: Int, H: Int, I: Int) throws -> Tensor {
+    /// The routed experts of T tokens as per-expert GEMMs; returns out [T, H], or with `norm`
+    /// (residual + out, its RMSNorm) as `combine` does.
+    func expertsGEMM(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, T: Int, k: Int, H: Int, I: Int,
+                     then norm: (residual: Tensor, weight: Tensor, eps: Float)?) throws -> (out: Tensor, normed: Tensor?) {
         if expertsUseGrouped(bank: bank) && groupedPreferred(pairs: T * k, experts: bank.weights.count) {
-            return try expertsGrouped(x, bank: bank, ids: ids, weights: weights, T: T, k: k, H: H, I: I)
+            return try expertsGrouped(x, bank: bank, ids: ids, weights: weights, T: T, k: k, H: H, I: I, then: norm)
         }
         let E = bank.weights.count, P = T * k
         // Routing on the host: counting sort of the pairs by expert, segments padded.
@@ -97,11 +106,7 @@ extension CUDABackend {
             .pointer(ptr(ys)), .pointer(ptr(orderT)), .pointer(ptr(slotT)), .pointer(ptr(ids)), .pointer(ptr(bank.downBias)),
             try code(bank.downBias, "experts"), .pointer(ptr(y)), .int(Int32(H)),
         ])
-        let out = try workspace([T, H])
-        try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
-            .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
-        ])
-        return out
+        return try combine(y, weights: weights, T: T, k: k, H: H, then: norm)
     }
 
     enum ExpertHalf { case gateUp, down }

@@ -1,5 +1,6 @@
 // MXFP4 experts of batches of 16 tokens and more as one grouped GEMM on tensor cores (issue 6):
-// five launches (route, gather, gate_up + bias + SwiGLU, down + bias, combine), no host
+// five launches (route, gather, gate_up + bias + SwiGLU, down + bias, combine [+ residual + the
+// next norm]), no host
 // synchronisation and no bf16 copy of the weights: each CTA dequantizes the packed blocks of
 // 128 rows of one expert in registers for a tile of its (token, pick) pairs. The tile list is
 // built on the device, so the GEMM grid covers the worst case (⌈P / tile⌉ + min(E, P) tiles) and
@@ -8,14 +9,14 @@
 // or 64 pairs as the batch averages ≤ 8, ≤ 24 or more pairs per expert); elsewhere the cp.async
 // ones (Kernels/moe_grouped.cu, layer "MoEGrouped"; tiles of 32, or 64 from 32 pairs per expert).
 // `CUDAContext.mxfp4Experts` picks between these, the FMA twin (checks) and the bf16 expansion for
-// cuBLASLt (CUDABackend+GEMM.swift); by default grouped up to 64 pairs per expert, the expansion above.
+// cuBLASLt (CUDABackend+GEMM.swift); by default grouped up to 256 pairs per expert, the expansion above.
 import Foundation
 import OspreyCore
 
 /// How a GPU runs the MXFP4 experts of batches of 16 tokens or more.
 public enum MXFP4ExpertKernels: String, Sendable, CaseIterable {
-    /// `groupedMMA` while the experts average at most 64 (token, pick) pairs (gpt-oss-20b: up to
-    /// 512 tokens), `expansion` above that when cuBLASLt is there (the default; see
+    /// `groupedMMA` while the experts average at most 256 (token, pick) pairs (gpt-oss-20b: up to
+    /// 2,048 tokens), `expansion` above that when cuBLASLt is there (the default; see
     /// `CUDABackend.groupedMaxPairsPerExpert`).
     case auto
     /// Grouped GEMM: weights dequantized in registers, bf16 tensor-core MMAs, at every batch size
@@ -62,17 +63,21 @@ private final class GroupedSettings: @unchecked Sendable {  // mutable state beh
 extension CUDAContext {
     /// Whether the grouped GEMM kernels ask for the largest shared-memory carveout (their ~44 KB
     /// CTAs: 5 per SM with it); OSPREY_GROUPED_CARVEOUT=0 leaves the driver's choice.
-    var groupedCarveout: Bool { ProcessInfo.processInfo.environment["OSPREY_GROUPED_CARVEOUT"] != "0" }
+    var groupedCarveout: Bool { Self.groupedCarveoutSetting }
+    /// Read once: the environment is rebuilt as a dictionary on every access, and this is asked per launch.
+    private static let groupedCarveoutSetting = ProcessInfo.processInfo.environment["OSPREY_GROUPED_CARVEOUT"] != "0"
 }
 
 extension CUDABackend {
     /// Weight rows per CTA of the grouped GEMM (GM_ROWS in moe_grouped.cu).
     static let groupedRows = 128
-    /// Under `.auto`, batches whose experts average more (token, pick) pairs take the expansion:
-    /// on an H200 with gpt-oss-20b's experts (E 32, top-4, H = I = 2,880) the grouped GEMMs took
-    /// 0.29 / 0.35 / 0.52 / 0.79 / 1.34 ms at 16 / 64 / 256 / 512 / 1,024 tokens, the expansion
-    /// alone 0.57 ms before its GEMMs (~0.2 ms at 512 tokens): even at 64 pairs per expert.
-    static let groupedMaxPairsPerExpert = 64
+    /// Under `.auto`, batches whose experts average more (token, pick) pairs take the expansion.
+    /// Measured on an H200 with gpt-oss-20b's experts (E 32, top-4, H = I = 2,880) in an engine
+    /// prefill step (osprey profile-decode, 2026-11-29, bulk-copy kernels with the bf16 decode): at
+    /// 2,048 tokens (256 pairs per expert) the grouped GEMMs took 2.18 ms per layer against 2.55 for
+    /// the expansion (0.85 of it the bf16 copy of the weights) and its GEMMs; at 8,192 tokens the
+    /// expansion took 3.0 (the grouped ones grow ~linearly: ~8.7).
+    static let groupedMaxPairsPerExpert = 256
 
     /// Shared memory of a grouped GEMM CTA with tiles of `pairs` pairs over K inputs: its cp.async
     /// stages (4 of 4 KB weights + 4 KB inputs with 32 pairs, 3 of 4 + 8 KB with 64), then the
@@ -90,7 +95,7 @@ extension CUDABackend {
     }
 
     /// The bulk-copy kernels' tile (pairs, stages) for P pairs over E experts: the fastest of
-    /// benchmarks/kernels/grouped_kernels.cu at 16-64 (16), 128 (32) and 256-512 tokens (64) of gpt-oss-20b.
+    /// benchmarks/kernels/grouped_kernels.cu at 16-64 (16), 128 (32) and 256-2,048 tokens (64) of gpt-oss-20b.
     static func tmaTile(pairs P: Int, experts E: Int) -> (pairs: Int, stages: Int) {
         P <= 8 * E ? (16, 3) : P <= 24 * E ? (32, 3) : (64, 2)
     }
@@ -119,7 +124,8 @@ extension CUDABackend {
 
     /// The routed MXFP4 experts of T tokens as grouped GEMMs; returns out [T, H]. Shapes were
     /// checked by `experts` and `expertsUseGrouped`.
-    func expertsGrouped(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, T: Int, k: Int, H: Int, I: Int) throws -> Tensor {
+    func expertsGrouped(_ x: Tensor, bank: ExpertBank, ids: Tensor, weights: Tensor, T: Int, k: Int, H: Int, I: Int,
+                        then norm: (residual: Tensor, weight: Tensor, eps: Float)?) throws -> (out: Tensor, normed: Tensor?) {
         guard case .mxfp4(let gub, let gus, let db, let ds) = bank.weights else {
             throw OspreyError.invalidTensor("experts: the grouped kernels take MXFP4 weights")
         }
@@ -132,7 +138,7 @@ extension CUDABackend {
         // order: sorted position → pair; tiles: (expert, first position, pairs, 0) per tile.
         let order = try workspace([P], .i32), tiles = try workspace([maxTiles, 4], .i32)
         let xs = try workspace([P, H], .bf16), h = try workspace([P, I], .bf16)  // rows in expert order
-        let y = try workspace([P, H]), out = try workspace([T, H])               // y in pick order
+        let y = try workspace([P, H])                                           // y in pick order
         try context.launch("MoEGrouped", "moe_grouped_route", grid: (1, 1, 1), block: 1024, sharedBytes: 4 * (4 * E + 2), [
             .pointer(ptr(ids)), .int(Int32(P)), .int(Int32(E)), .int(Int32(tile)), .int(Int32(maxTiles)),
             .pointer(ptr(order)), .pointer(ptr(tiles)), .pointer(ptr(y)), .int(Int32(H)),
@@ -151,10 +157,7 @@ extension CUDABackend {
             try cpAsyncGEMMs(wide: wide, maxTiles: maxTiles, xs: xs, h: h, y: y, tiles: tiles, order: order, bank: bank,
                              blocks: (gub, gus, db, ds), H: H, I: I)
         }
-        try context.launch("MoE", "moe_combine", grid: (min((T * H + 255) / 256, 65535), 1, 1), block: 256, [
-            .pointer(ptr(y)), .pointer(ptr(weights)), .pointer(ptr(out)), .int(Int32(T)), .int(Int32(k)), .int(Int32(H)),
-        ])
-        return out
+        return try combine(y, weights: weights, T: T, k: k, H: H, then: norm)
     }
 
     /// One bulk-copy GEMM (moe_grouped_tma.cu): `rows` weight rows over `inputs` per tile.

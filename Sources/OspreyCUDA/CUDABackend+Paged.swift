@@ -25,7 +25,7 @@ extension CUDABackend {
         }
         let out = try workspace(x.shape)
         guard x.count > 0 else { return out }
-        try context.launch("RoPE", "rope_positions", grid: (x.shape[0] * x.shape[1], 1, 1), block: 64, [
+        try context.launch("RoPE", "rope_positions", grid: (x.shape[0], 1, 1), block: 256, sharedBytes: 4 * x.shape[2], [
             .pointer(ptr(x)), .pointer(ptr(out)), .pointer(ptr(invFreq)), .int(Int32(x.shape[1])), .int(Int32(x.shape[2])),
             .pointer(ptr(positions)), .float(scaling),
         ])
@@ -41,7 +41,7 @@ extension CUDABackend {
         let qo = try workspace(q.shape), ko = try workspace(k.shape)
         let (T, hq, hk) = (q.shape[0], q.shape[1], k.shape[1])
         guard T * (hq + hk) > 0 else { return (qo, ko) }
-        try context.launch("RoPE", "rope_positions_qk", grid: (T * (hq + hk), 1, 1), block: 64, [
+        try context.launch("RoPE", "rope_positions_qk", grid: (T, 1, 1), block: 256, sharedBytes: 4 * q.shape[2], [
             .pointer(ptr(q)), .pointer(ptr(k)), .pointer(ptr(qo)), .pointer(ptr(ko)), .pointer(ptr(invFreq)),
             .int(Int32(T)), .int(Int32(hq)), .int(Int32(hk)), .int(Int32(q.shape[2])), .pointer(ptr(positions)), .float(scaling),
         ])
@@ -135,7 +135,10 @@ extension CUDABackend {
                 try sinks.map { try code($0, "pagedAttention") } ?? .int(0), .pointer(ptr(out)), .int(Int32(Hq)), .int(Int32(D)), .int(Int32(splits)),
             ])
         }
-        if prefill {
+        if prefill && context.pagedTensorCores && kCache.dtype == .bf16 && D == 64 {
+            // Tensor cores: a warp per 16 queries of one head, 64 queries per block.
+            try context.launch("PagedAttention", "paged_prefill_mma_d64_bf16", grid: ((layout.maxQueryLength + 63) / 64, Hq, S), block: 128, common)
+        } else if prefill {
             try context.launch("PagedAttention", "paged_prefill_d\(D)\(kv)", grid: ((layout.maxQueryLength + 127) / 128, Hq, S), block: 128, common)
         }
         return out

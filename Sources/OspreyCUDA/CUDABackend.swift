@@ -22,6 +22,8 @@ public struct CUDABackend: Backend {
     public func reserveWeights(bytes: Int) throws { try context.reserveWeights(bytes: bytes + (16 << 20)) }
 
     public func beginStep() throws { try context.beginStep() }
+    /// Waits until everything queued on the GPU has run (for timings).
+    public func synchronize() throws { try context.synchronize() }
 
     public func upload(_ tensor: Tensor) throws -> Tensor {
         guard tensor.device == .cpu else { throw OspreyError.invalidTensor("upload of a \(tensor.device) tensor") }

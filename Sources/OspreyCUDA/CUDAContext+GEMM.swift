@@ -25,10 +25,11 @@ extension CUDAContext {
 
     static let gemmWorkspaceBytes = 32 << 20
 
-    /// d[n, m] (f32, row-major) = b[n, k] (bf16, row-major) · a[m, k]ᵀ (bf16, row-major), on the stream.
-    func gemm(a: CUdeviceptr, b: CUdeviceptr, d: CUdeviceptr, m: Int, n: Int, k: Int) throws {
+    /// d[n, m] (f32, row-major) = b[n, k] (bf16, row-major) · a[m, k]ᵀ (bf16, row-major) + bias[m]
+    /// (f32; none when 0), on the stream.
+    func gemm(a: CUdeviceptr, b: CUdeviceptr, d: CUdeviceptr, m: Int, n: Int, k: Int, bias: CUdeviceptr = 0) throws {
         guard hasGEMM, let blas else { throw blasFailure ?? CUDAError.cublas(call: "cublasLtCreate", status: -1) }
-        let key = GEMMKey(m: m, n: n, k: k)
+        let key = GEMMKey(m: m, n: n, k: k, bias: bias != 0)
         let plan: GEMMPlan
         if let p = plans[key] { plan = p } else {
             plan = try GEMMPlan(lt: blas.lt, handle: blas.handle, key: key, workspaceLimit: Self.gemmWorkspaceBytes)
@@ -38,7 +39,14 @@ extension CUDAContext {
         if profileKernels {
             profileKernels = false
             defer { profileKernels = true }
-            return try timed("cublasLtMatmul") { try gemm(a: a, b: b, d: d, m: m, n: n, k: k) }
+            return try timed("cublasLtMatmul") { try gemm(a: a, b: b, d: d, m: m, n: n, k: k, bias: bias) }
+        }
+        if bias != 0 {
+            // The plan's descriptor is shared by every GEMM of its shape: its bias is set per call
+            // (read by cublasLtMatmul when called, so a captured graph keeps this call's).
+            var pointer = bias
+            try blas.lt.check(blas.lt.descSetAttribute(plan.desc, CUBLASLt.descBiasPointer, &pointer, 8),
+                              "cublasLtMatmulDescSetAttribute(BIAS_POINTER)")
         }
         stats.kernelLaunches += 1
         try blas.lt.check(blas.lt.matmul(blas.handle, plan.desc, &alpha, a, plan.a, b, plan.b, &beta, d, plan.d, d, plan.d,

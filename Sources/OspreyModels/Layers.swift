@@ -22,10 +22,12 @@ public struct Linear: LinearLayer {
         self.bias = bias
     }
 
-    /// Loads `prefix.weight` [out, in] (and `prefix.bias` [out] when `bias`).
+    /// Loads `prefix.weight` [out, in] (and `prefix.bias` [out] when `bias`). The bias is kept in
+    /// f32 whatever the checkpoint stores (exact, a few KB): every backend adds it in f32, and
+    /// cuBLASLt's bias epilogue, which adds it inside the GEMM, takes an f32 bias for f32 outputs.
     public init(_ loader: WeightLoader, _ prefix: String, out: Int, in inFeatures: Int, bias: Bool) throws {
         weight = try loader.tensor("\(prefix).weight", [out, inFeatures])
-        self.bias = bias ? try loader.tensor("\(prefix).bias", [out]) : nil
+        self.bias = bias ? try loader.backend.upload(loader.host("\(prefix).bias", [out]).toF32()) : nil
     }
 
     public func callAsFunction(_ x: Tensor, on backend: any Backend) throws -> Tensor {

@@ -119,7 +119,8 @@ enum BatchCheck {
     }
 
     /// Wall time per decode step with `sequences` requests decoding (prompts of `promptLength`),
-    /// and the GPU time per kernel of one such step.
+    /// and the GPU time per kernel of one such step; first, while the prompts fill, the same for a
+    /// prefill step of `maxBatchTokens` tokens.
     static func profileDecode(_ model: any LanguageModel, gpu: CUDABackend, sequences: Int, promptLength: Int, kvBlocks: Int? = nil,
                               maxBatchTokens: Int = 2048) throws -> [String] {
         var config = GenerationConfig()
@@ -130,22 +131,40 @@ enum BatchCheck {
         for p in prompts(count: sequences, lengths: promptLength...promptLength, vocabulary: model.vocabularySize, seed: 5) {
             try engine.add(prompt: p, generation: config)
         }
+        var lines: [String] = []
+        _ = try engine.step()  // the first prefill chunk: kernels compile here
+        if sequences * promptLength >= 3 * maxBatchTokens {  // two more full prefill steps: one timed, one profiled
+            try gpu.synchronize()
+            let start = Date()
+            _ = try engine.step()
+            try gpu.synchronize()
+            let wall = Date().timeIntervalSince(start)
+            let tokens = engine.scheduler.metrics.scheduledTokens
+            lines += try profiledStep(engine, gpu: gpu, title: "Prefill step, \(tokens) prompt tokens, KV \(kv): \(String(format: "%.2f", wall * 1e3)) ms wall "
+                                      + "(\(String(format: "%.0f", Double(tokens) / wall)) tok/s)")
+        }
         while engine.scheduler.metrics.scheduledTokens != sequences || engine.steps < 2 { _ = try engine.step() }
         let steps = 16, start = Date()
         for _ in 0..<steps { _ = try engine.step() }
         let wall = Date().timeIntervalSince(start) / Double(steps)
+        lines += try profiledStep(engine, gpu: gpu, title: "Batched decode step, \(sequences) sequences at ~\(promptLength + 4) positions, KV \(kv): "
+                                  + "\(String(format: "%.2f", wall * 1e3)) ms wall per step (\(String(format: "%.0f", Double(sequences) / wall)) tok/s)")
+        while engine.hasWork { _ = try engine.step() }
+        return lines
+    }
+
+    /// One engine step with every launch timed alone: a table of the GPU time per kernel name.
+    private static func profiledStep(_ engine: BatchEngine, gpu: CUDABackend, title: String) throws -> [String] {
         gpu.context.profile = [:]
         gpu.context.profileKernels = true
+        defer { gpu.context.profileKernels = false }
         _ = try engine.step()
-        gpu.context.profileKernels = false
         let gpuMs = gpu.context.profile.values.reduce(0) { $0 + $1.milliseconds }
-        var lines = ["", "### Batched decode step, \(sequences) sequences at ~\(promptLength + 4) positions, KV \(kv): \(String(format: "%.2f", wall * 1e3)) ms wall per step "
-                     + "(\(String(format: "%.0f", Double(sequences) / wall)) tok/s); GPU time of one step, each launch timed alone: \(String(format: "%.2f", gpuMs)) ms", "",
+        var lines = ["", "### \(title); GPU time of one step, each launch timed alone: \(String(format: "%.2f", gpuMs)) ms", "",
                      "| kernel | ms | share | launches |", "|---|---|---|---|"]
         for (name, v) in gpu.context.profile.sorted(by: { $0.value.milliseconds > $1.value.milliseconds }).prefix(16) {
             lines.append("| \(name) | \(String(format: "%.3f", v.milliseconds)) | \(String(format: "%.1f", 100 * v.milliseconds / gpuMs))% | \(v.launches) |")
         }
-        while engine.hasWork { _ = try engine.step() }
         return lines
     }
 }

@@ -87,7 +87,7 @@ private struct MXFP4OddCases {
                             defer { gpu.context.int8DecodeActivations = saved }
                             try gpu.beginStep()
                             let g = try gpu.experts(gx, bank: devBank, ids: gids, weights: gw)
-                            let path = gemm ? "GEMM path: grouped MXFP4 up to 64 pairs per expert, else cuBLASLt; bf16 in" : decode ? (int8 ? "decode, int8 inputs" : "decode, f32")
+                            let path = gemm ? "GEMM path: grouped MXFP4 up to 256 pairs per expert, else cuBLASLt; bf16 in" : decode ? (int8 ? "decode, int8 inputs" : "decode, f32")
                                 : T * k > 64 ? "tiled matvec" : "rows4 matvec"
                             let shape = "\(group.name) in \(half.rawValue), T\(T) E\(E) k\(k) H\(H) I\(I) (\(path)\(devBank.tiledBlocks ? ", tiled blocks" : ""))"
                                 + (half == .gateUp ? ", alpha 2^\(-kR)" : "")

@@ -86,6 +86,18 @@ struct OpChecks {
                                        cpu: cpu.linear(x, weight: ws[i], bias: bs[i])))
             }
         }
+        // From 16 rows: one bf16 conversion of x for the three GEMMs, f32 biases added by cuBLASLt's epilogue.
+        for (T, I) in [(16, 2880), (64, 2880), (300, 64)] {
+            let x = random([T, I])
+            let ws = [random([640, I], .bf16, scale: 0.2), random([128, I], .bf16, scale: 0.2), random([128, I], .bf16, scale: 0.2)]
+            let bs = [random([640]), random([128]), random([128])]
+            try gpu.beginStep()
+            let g = try gpu.linears(up(x), try zip(ws, bs).map { (try up($0), try up($1)) })
+            for i in 0..<3 {
+                out.append(try compare("linears[\(i)]", "T\(T) O\(ws[i].shape[0]) I\(I) bf16 +f32 bias (cuBLASLt, bias epilogue, bf16 in)",
+                                       gpu: g[i], cpu: cpu.linear(x, weight: ws[i], bias: bs[i]), bound: 1e-2))
+            }
+        }
         for (T, Hn, D, start) in [(5, 4, 16, 0), (1, 8, 64, 4095), (12, 3, 24, 100_000)] {
             let x = random([T, Hn, D])
             let freqs: [Float] = (0..<(D / 2)).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / Double(D))) }
@@ -115,8 +127,9 @@ struct OpChecks {
             out.append(try compare("topKSoftmax ids", "T\(T) E\(E) k\(k)", gpu: g.ids, cpu: c.ids, bound: 0))
             out.append(try compare("topKSoftmax weights", "T\(T) E\(E) k\(k)", gpu: g.weights, cpu: c.weights))
         }
-        // The fused residual add + norm + router + top-k (one kernel up to 8 rows; 12 rows take the unfused ops).
-        for (T, H, E, k) in [(1, 2880, 32, 4), (3, 2880, 128, 4), (5, 64, 6, 3), (12, 128, 32, 4)] {
+        // The fused residual add + norm + router + top-k (one kernel up to 512 rows; 600 rows and H 4104 take the unfused ops).
+        for (T, H, E, k) in [(1, 2880, 32, 4), (3, 2880, 128, 4), (5, 64, 6, 3), (12, 128, 32, 4), (64, 2880, 32, 4), (600, 64, 8, 2),
+                             (3, 4104, 8, 2)] {
             let a = random([T, H], scale: 2), b = random([T, H]), w = random([H], .bf16, scale: 1)
             let router = random([E, H], .bf16, scale: 0.2), bias = random([E], .bf16, scale: 0.5)
             try gpu.beginStep()
@@ -233,8 +246,15 @@ extension OpChecks {
                 out.append(try pagedCase("prefill", seqs, Hq: Hq, Hkv: Hkv, D: D, window: window, sinks: sinks, blockSize: 16, kv: kv))
             }
         }
-        for (seqs, window) in [(mixed, 128), (short, nil)] as [([(context: Int, queries: Int)], Int?)] {
-            out.append(try pagedCase("prefill", seqs, Hq: 64, Hkv: 8, D: 64, window: window, sinks: true, blockSize: 16, kv: .bf16, tensorCores: true))
+        // The prefill runs on tensor cores too (paged_prefill_mma: 16 queries of one head per warp, any
+        // number of heads per kv head): runs across 64-query tiles, windows, no sinks, long contexts.
+        let long: [(context: Int, queries: Int)] = [(2000, 700), (1500, 1500), (90, 17)]
+        let mmaPrefill: [([(context: Int, queries: Int)], Int, Int, Int?, Bool, Int)] = [
+            (mixed, 64, 8, 128, true, 16), (short, 64, 8, nil, true, 16), (mixed, 64, 8, nil, false, 32), (mixed, 64, 8, 8, true, 16),
+            (mixed, 12, 1, 128, true, 16), (long, 64, 8, nil, true, 32), (long, 64, 8, 128, true, 32),
+        ]
+        for (seqs, Hq, Hkv, window, sinks, bs) in mmaPrefill {
+            out.append(try pagedCase("prefill", seqs, Hq: Hq, Hkv: Hkv, D: 64, window: window, sinks: sinks, blockSize: bs, kv: .bf16, tensorCores: true))
         }
 
         // writeKV must store exactly what the CPU stores: for bf16, the same round-to-nearest-even

@@ -192,7 +192,8 @@ __device__ __forceinline__ void grouped_tma(const unsigned short* act, const int
     const unsigned char* scales, const void* bias, int bdt, void* out, int R, int K, float limit, float alpha
 #define TMA_PASS act, tiles, order, blocks, scales, bias, bdt, out, R, K, limit, alpha
 // Tiles of 16 pairs, 3 stages (51 KB of shared memory at K = 2,880), 32 pairs, 3 stages (66 KB),
-// and 64 pairs, 2 stages (68 KB): the stage counts measured best for each.
+// and 64 pairs, 2 stages (68 KB): the stage counts measured best for each. 128-pair tiles (2 stages,
+// 110 KB, 185 registers) ran at half the speed of 64-pair ones from 256 to 2,048 tokens (2026-11-29).
 extern "C" __global__ void __launch_bounds__(160) moe_mxfp4_tma16_gate_up(TMA_ARGS) { pdl_trigger(); pdl_wait(); grouped_tma<GM_GATE_UP, 16, 3>(TMA_PASS); }
 extern "C" __global__ void __launch_bounds__(160) moe_mxfp4_tma16_down(TMA_ARGS) { pdl_trigger(); pdl_wait(); grouped_tma<GM_DOWN, 16, 3>(TMA_PASS); }
 extern "C" __global__ void __launch_bounds__(160) moe_mxfp4_tma32_gate_up(TMA_ARGS) { pdl_trigger(); pdl_wait(); grouped_tma<GM_GATE_UP, 32, 3>(TMA_PASS); }

@@ -13,7 +13,8 @@ public struct BatchConfig: Sendable {
     /// Token positions per KV block.
     public var blockSize = 32
     /// Blocks in the KV pool; nil sizes it from the device: `memoryFraction` of the GPU memory free
-    /// after the weights, or on the CPU enough for `cpuTokens` positions per layer group.
+    /// after the weights and a profile forward of `maxBatchTokens` tokens (its workspace kept), or on
+    /// the CPU enough for `cpuTokens` positions per layer group.
     public var numBlocks: Int?
     /// Tokens one step computes at most (decodes plus prefill chunks).
     public var maxBatchTokens = 2048
@@ -137,8 +138,9 @@ public final class BatchEngine {
         return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 
-    /// Blocks for the pool when the config does not say: a share of the free GPU memory (blocks of
-    /// `config.kvDType`), or `cpuTokens` positions per group on the CPU.
+    /// Blocks for the pool when the config does not say: a share of the GPU memory free after a
+    /// forward of `maxBatchTokens` tokens (blocks of `config.kvDType`), or `cpuTokens` positions
+    /// per group on the CPU.
     static func blocksFitting(model: any LanguageModel, layout: KVBlockLayout, slots: [KVBlockLayout.LayerSlot],
                               config: BatchConfig) throws -> Int {
         let groupSize = (slots.map(\.index).max() ?? 0) + 1
@@ -147,6 +149,10 @@ public final class BatchEngine {
         guard let cuda = model.backend as? CUDABackend else {
             return layout.groupCount * layout.blockCount(covering: config.cpuTokens)
         }
+        // The profile run (how vLLM sizes its pool): one forward of a full step's tokens first, so
+        // that the workspace the largest prefill step needs is held before the pool takes its share
+        // of what is free. A pool sized first left 8,192-token steps out of memory (2026-11-29).
+        _ = try model.forward([Int32](repeating: 0, count: config.maxBatchTokens), cache: model.makeCache(), allPositions: false)
         let free = try cuda.context.memoryFree()
         let blocks = Int(Double(free) * config.memoryFraction) / perBlock
         guard blocks >= 1 else {
