@@ -399,13 +399,29 @@ __device__ __forceinline__ void ldsm_x4_trans(unsigned int (&r)[4], const void* 
 // One chunk of 32 keys [base, base + 32) for a warp's 16 query rows (rows g and g + 8 of the A
 // fragments qa): loads the keys' K and V rows (keys from khi on, and keys without a cache row, as
 // zeros and masked), S = Q K^T, the online softmax per row (m, l: this lane's share of the sum),
-// and O += P V through the warp's V tile sv. visible(r, key): whether row g + 8r sees `key` (the
+// and O += P V through the warp's V tile sv, all in st. visible(r, key): whether row g + 8r sees `key` (the
 // causal and window mask of a prefill; always true for decode, whose range [.., khi) is the mask).
+// A warp's online softmax over its 16 query rows (this lane's rows g and g + 8): the running
+// maxima, this lane's share of the sums, and the unnormalised outputs (C fragments of 8 tiles of
+// 8 dimensions: o[c][0..1] row g, o[c][2..3] row g + 8).
+struct MmaRows {
+    float m[2], l[2], o[8][4];
+    __device__ __forceinline__ MmaRows() {
+        #pragma unroll
+        for (int r = 0; r < 2; r++) { m[r] = -INFINITY; l[r] = 0.f; }
+        #pragma unroll
+        for (int c = 0; c < 8; c++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) o[c][e] = 0.f;
+    }
+};
+
 template <class Visible>
-__device__ __forceinline__ void mma_chunk(const unsigned int (&qa)[2][8], float (&m)[2], float (&l)[2], float (&o)[8][4],
-                                          bf16_t (*sv)[MMA_VS], int base, int khi, const int* tb, int bs, int rows, const bf16_t* kb,
-                                          const bf16_t* vb, long long stride, int lane, Visible visible) {
+__device__ __forceinline__ void mma_chunk(const unsigned int (&qa)[2][8], MmaRows& st, bf16_t (*sv)[MMA_VS], int base, int khi,
+                                          const int* tb, int bs, int rows, const bf16_t* kb, const bf16_t* vb, long long stride,
+                                          int lane, Visible visible) {
     const int g = lane >> 2, tq = lane & 3;
+    float (&m)[2] = st.m, (&l)[2] = st.l, (&o)[8][4] = st.o;
     // Key tile j: lane (g, tq) loads key base + 8j + g, bytes 32 tq .. + 31 of its K and V rows.
     unsigned int kw[4][8], valid[4];
     #pragma unroll
@@ -512,13 +528,10 @@ __device__ __forceinline__ void paged_mma(PAGED_ARGS(bf16_t), int Darg, int spli
     const bf16_t* kb = kc + (long long)kvh * D;
     const bf16_t* vb = vc + (long long)kvh * D;
 
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, o[8][4];
-    #pragma unroll
-    for (int c = 0; c < 8; c++)
-        #pragma unroll
-        for (int e = 0; e < 4; e++) o[c][e] = 0.f;
+    MmaRows st;
     for (int base = klo + warp * 32; base < khi; base += ROWS_WARPS * 32)
-        mma_chunk(qa, m, l, o, sv[warp], base, khi, tb, bs, rows, kb, vb, stride, lane, [](int, int) { return true; });
+        mma_chunk(qa, st, sv[warp], base, khi, tb, bs, rows, kb, vb, stride, lane, [](int, int) { return true; });
+    float (&m)[2] = st.m, (&l)[2] = st.l, (&o)[8][4] = st.o;
 
     // Merge the warps: per head, each warp's sums rescaled to the block's max (as paged_rows).
     #pragma unroll
@@ -575,14 +588,11 @@ __device__ __forceinline__ void paged_prefill_mma(PAGED_ARGS(bf16_t)) {
     const long long stride = (long long)Hkv * D;
     const bf16_t* kb = kc + (long long)kvh * D;
     const bf16_t* vb = vc + (long long)kvh * D;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, o[8][4];
-    #pragma unroll
-    for (int c = 0; c < 8; c++)
-        #pragma unroll
-        for (int e = 0; e < 4; e++) o[c][e] = 0.f;
+    MmaRows st;
     for (int base = lo; base < hi; base += 32)
-        mma_chunk(qa, m, l, o, sv[warp], base, hi, tb, bs, rows, kb, vb, stride, lane,
+        mma_chunk(qa, st, sv[warp], base, hi, tb, bs, rows, kb, vb, stride, lane,
                   [&](int r, int key) { return key <= pos[r] && (window <= 0 || pos[r] - key < window); });
+    float (&m)[2] = st.m, (&l)[2] = st.l, (&o)[8][4] = st.o;
 
     #pragma unroll
     for (int r = 0; r < 2; r++) {  // each row's sum over its 4 lanes
