@@ -48,6 +48,25 @@ import OspreyQuant
         #expect(relativeMaxError(last, Array(full[(ids.count - 1) * V..<ids.count * V])) < 1e-6)
     }
 
+    /// Linear biases are held in f32 whatever the checkpoint stores (cuBLASLt's bias epilogue adds
+    /// an f32 bias to the f32 output), carrying the checkpoint's bf16 values exactly.
+    @Test func linearBiasesLoadAsF32WithTheCheckpointsValues() throws {
+        let dir = temporaryFolder()
+        defer { cleanup(dir) }
+        try RandomGptOss.write(GptOssShape(), to: dir)
+        let folder = try ModelFolder(directory: dir)
+        let model = try #require(try loadCPU(dir) as? GptOssModel)
+        let attention = model.layers[0].attention
+        for (name, linear) in [("q_proj", attention.qProj), ("k_proj", attention.kProj), ("v_proj", attention.vProj), ("o_proj", attention.oProj)] {
+            let stored = try folder.weights.tensor("model.layers.0.self_attn.\(name).bias")
+            #expect(stored.dtype == .bf16)
+            let bias = try #require(linear.bias)
+            #expect(bias.dtype == .f32 && bias.shape == stored.shape)
+            #expect(bias.floats() == stored.floats(), "\(name): the f32 copy holds the checkpoint's values")
+        }
+        #expect(model.layers[0].mlp.router.bias?.dtype == .f32)
+    }
+
     @Test func slidingLayersPlateauAtTheWindowWhileFullLayersGrow() throws {
         let dir = temporaryFolder()
         defer { cleanup(dir) }
