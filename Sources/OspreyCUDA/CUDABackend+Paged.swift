@@ -1,5 +1,6 @@
 // Launchers for the paged ops of continuous batching: Kernels/paged_attention.cu (write_kv,
-// paged_rows or its tensor-core twin paged_mma, paged_prefill, paged_merge), rope_positions in
+// paged_rows, paged_prefill, paged_merge) and paged_attention_mma.cu (their tensor-core twins
+// paged_mma and paged_prefill_mma), rope_positions in
 // rope.cu, and gatherRows on the embedding gather of elementwise.cu. The i32 metadata never
 // leaves the device: grids are sized from the layout's host values (upper bounds), and blocks
 // with nothing to do return at once, so no launch here synchronises with the host or allocates
@@ -126,7 +127,7 @@ extension CUDABackend {
             .int(Int32(layout.maxBlocks)), .int(Int32(layout.blockSize)), .int(Int32(rows)),
             .int(Int32(Hq)), .int(Int32(Hkv)), .int(Int32(window ?? 0)), .float(scale), .int(Int32(limit)),
         ]
-        try context.launch("PagedAttention", mma ? "paged_mma_d64_bf16" : "paged_rows_d\(dc)_h\(hb)\(kv)",
+        try context.launch(mma ? "PagedAttentionMMA" : "PagedAttention", mma ? "paged_mma_d64_bf16" : "paged_rows_d\(dc)_h\(hb)\(kv)",
                            grid: (min(layout.maxQueryLength, limit), groups * splits, S), block: 128,
                            common + [.int(Int32(D)), .int(Int32(splits)), .pointer(ptr(pm)), .pointer(ptr(pl)), .pointer(ptr(pacc))])
         if splits > 1 {
@@ -137,7 +138,7 @@ extension CUDABackend {
         }
         if prefill && context.pagedTensorCores && kCache.dtype == .bf16 && D == 64 {
             // Tensor cores: a warp per 16 queries of one head, 64 queries per block.
-            try context.launch("PagedAttention", "paged_prefill_mma_d64_bf16", grid: ((layout.maxQueryLength + 63) / 64, Hq, S), block: 128, common)
+            try context.launch("PagedAttentionMMA", "paged_prefill_mma_d64_bf16", grid: ((layout.maxQueryLength + 63) / 64, Hq, S), block: 128, common)
         } else if prefill {
             try context.launch("PagedAttention", "paged_prefill_d\(D)\(kv)", grid: ((layout.maxQueryLength + 127) / 128, Hq, S), block: 128, common)
         }

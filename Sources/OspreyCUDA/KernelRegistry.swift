@@ -23,7 +23,7 @@ public struct KernelRegistry: Sendable {
         "Embedding": "elementwise", "Add": "elementwise", "RMSNorm": "elementwise",
         "Linear": "linear", "RoPE": "rope", "Attention": "attention", "MoE": "moe", "MoEDecode": "moe_decode",
         "MoEPrefill": "moe_prefill", "Sampling": "sampling", "PagedAttention": "paged_attention",
-        "MoEGrouped": "moe_grouped", "MoEGroupedTMA": "moe_grouped_tma",
+        "PagedAttentionMMA": "paged_attention_mma", "MoEGrouped": "moe_grouped", "MoEGroupedTMA": "moe_grouped_tma",
     ]
 
     public private(set) var layers: [String: KernelSource]
@@ -69,7 +69,8 @@ public enum BundledKernels {
 
     /// The shared headers, by include name.
     public static func headers() throws -> [String: String] {
-        ["common.cuh": try text("common", ext: "cuh"), "mxfp4_mma.cuh": try text("mxfp4_mma", ext: "cuh")]
+        ["common.cuh": try text("common", ext: "cuh"), "mxfp4_mma.cuh": try text("mxfp4_mma", ext: "cuh"),
+         "paged_common.cuh": try text("paged_common", ext: "cuh")]
     }
 }
 
