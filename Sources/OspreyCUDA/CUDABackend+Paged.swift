@@ -109,8 +109,10 @@ extension CUDABackend {
         let prefill = aligned && [16, 32, 64].contains(D) && layout.maxQueryLength > Self.pagedRowsLimit
         let limit = prefill ? Self.pagedRowsLimit : layout.maxQueryLength
         let G = Hq / Hkv
-        // Tensor cores: one block per kv head for all of its (at most 16) query heads.
-        let mma = context.pagedTensorCores && kCache.dtype == .bf16 && dc == 64 && G <= 16
+        // Tensor cores (paged_attention_mma.cu) for bf16 caches with D 64: the decode kernel takes one
+        // block per kv head for all of its (at most 16) query heads; the prefill one any grouping.
+        let tensorCores = context.pagedTensorCores && kCache.dtype == .bf16 && dc == 64
+        let mma = tensorCores && G <= 16
         let hb = mma ? G : [1, 2, 4, 8].first { $0 >= G } ?? 8
         let groups = Hkv * ((G + hb - 1) / hb)
         // A decode step with few (sequence, kv head) blocks splits its keys.
@@ -136,7 +138,7 @@ extension CUDABackend {
                 try sinks.map { try code($0, "pagedAttention") } ?? .int(0), .pointer(ptr(out)), .int(Int32(Hq)), .int(Int32(D)), .int(Int32(splits)),
             ])
         }
-        if prefill && context.pagedTensorCores && kCache.dtype == .bf16 && D == 64 {
+        if prefill && tensorCores {
             // Tensor cores: a warp per 16 queries of one head, 64 queries per block.
             try context.launch("PagedAttentionMMA", "paged_prefill_mma_d64_bf16", grid: ((layout.maxQueryLength + 63) / 64, Hq, S), block: 128, common)
         } else if prefill {

@@ -1,9 +1,11 @@
-// `osprey profile-decode`: one batched decode step's GPU time per kernel, on one thread (a
+// `osprey profile-decode`: a prefill step's and a batched decode step's GPU time per kernel, on one thread (a
 // BatchEngine stepped directly, no engine thread), so profilers that cannot follow the serving
 // engine's threads (ncu aborted inside `bench-batch`, 2026-11-29) can look at the same kernels:
 //   ncu -k regex:moe_mxfp4_tma --launch-skip 400 --launch-count 2 osprey profile-decode --model M
-// It fills `--sequences` requests of `--prompt-length` random ids, steps until all of them decode,
-// times `--steps` steps, then times each launch of one step alone (the table gpu-check prints).
+// It fills `--sequences` requests of `--prompt-length` random ids; while the prompts fill it times
+// one full prefill step of `--max-batch-tokens` tokens and each launch of the next alone (when the
+// prompts hold three such steps); then it steps until all of them decode, times 16 steps, and
+// each launch of one more alone (the tables gpu-check prints).
 import ArgumentParser
 import Foundation
 import OspreyCUDA
@@ -12,7 +14,7 @@ import OspreyModels
 struct ProfileDecode: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "profile-decode",
-        abstract: "Time one batched decode step on the GPU, per kernel, on a single thread (for profilers).")
+        abstract: "Time a prefill step and a batched decode step on the GPU, per kernel, on a single thread (for profilers).")
 
     @Option(help: "A model folder (e.g. a random gpt-oss-20b-shaped checkpoint).")
     var model: String
