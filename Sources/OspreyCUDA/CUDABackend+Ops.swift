@@ -112,12 +112,16 @@ extension CUDABackend {
         if let routerBias { try requireDevice(routerBias, "addRMSNormRoute") }
         let sum = try workspace(a.shape), out = try workspace(a.shape)
         let ids = try workspace([T, k], .i32), w = try workspace([T, k])
+        // The int8 form of the normed rows that the decode experts would make next, made here instead.
+        let int8 = context.int8DecodeActivations && Self.usesRowsPath(pairs: T * k, cols: H)
+        let q8 = int8 ? try workspace([T, H], .u8) : nil, d8 = int8 ? try workspace([T, H / 32]) : nil
         try context.launch("MoE", "add_rms_norm_route", grid: (T, 1, 1), block: 1024, sharedBytes: 4 * (H + E), [
             .pointer(ptr(a)), .pointer(ptr(b)), .pointer(ptr(weight)), try code(weight, "addRMSNormRoute"),
             .pointer(ptr(sum)), .pointer(ptr(out)), .pointer(ptr(router)), .pointer(routerBias.map(ptr) ?? 0),
             try routerBias.map { try code($0, "addRMSNormRoute") } ?? .int(0), .pointer(ptr(ids)), .pointer(ptr(w)),
-            .int(Int32(H)), .int(Int32(E)), .int(Int32(k)), .float(eps),
+            .int(Int32(H)), .int(Int32(E)), .int(Int32(k)), .float(eps), .pointer(q8.map(ptr) ?? 0), .pointer(d8.map(ptr) ?? 0),
         ])
+        if let q8, let d8 { context.routedInt8 = (normed: ptr(out), count: out.count, q: q8, d: d8) }
         return (sum, out, ids, w)
     }
 
@@ -167,8 +171,8 @@ extension CUDABackend {
         return (x.count / I, O, I)
     }
 
-    /// Up to 3 bf16 linear layers over the same 1-4 rows in one launch (4 warps = 4 output rows
-    /// per block, x staged in shared memory); nil when the shapes do not fit that kernel.
+    /// Up to 3 bf16 linear layers over the same 1-4 rows in one launch (a warp per output row, 4
+    /// or 8 per block, x staged in shared memory); nil when the shapes do not fit that kernel.
     private func decodeLinears(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?)]) throws -> [Tensor]? {
         guard let first = layers.first, layers.count <= 3, x.dtype == .f32, x.device == device, first.weight.shape.rank == 2 else { return nil }
         let I = first.weight.shape[1], T = x.count / max(I, 1)
@@ -191,7 +195,12 @@ extension CUDABackend {
             n.append(.int(Int32(l?.weight.shape[0] ?? 0)))
         }
         let rows = layers.reduce(0) { $0 + $1.weight.shape[0] }
-        try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((rows + 3) / 4, 1, 1), block: 128, sharedBytes: T * I * 4,
+        // Rows of up to 3,072 inputs in blocks of 8 warps (x staged half as often), longer ones 4:
+        // benchmarks/kernels/decode_kernels.cu on the H200, 2026-11-29, q/k/v 5120 x 2880 at 1 / 4
+        // tokens: 14.5 / 32.8 µs (256 threads) vs 15.4 / 37.6 (128); o_proj 2880 x 4096: 11.6 / 24.6
+        // (128) vs 11.8 / 27.4 (256).
+        let warps = loads <= 12 ? 8 : 4
+        try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((rows + warps - 1) / warps, 1, 1), block: 32 * warps, sharedBytes: T * I * 4,
                            [.pointer(ptr(x))] + w + b + [bdt] + o + n + [.int(Int32(T)), .int(Int32(I))])
         return outs
     }
@@ -339,13 +348,12 @@ extension CUDABackend {
         let gu = try workspace([P, 2 * I]), y = try workspace([P, H])
         if context.int8DecodeActivations {
             // Inputs quantized to int8 per 32 values (the SwiGLU applied on the way for down), dp4a kernels.
+            // x's int8 form may have come with it from addRMSNormRoute (the same rounding as quantize_q8).
+            let routed = context.routedInt8.flatMap { $0.normed == ptr(x) && $0.count == x.count ? ($0.q, $0.d) : nil }
+            context.routedInt8 = nil
             for (input, n, div, swiglu, w, bias, o, rows, cols) in [(x, T, k, 0, gateUp, bank.gateUpBias, gu, 2 * I, H),
                                                                      (gu, P, 1, 1, down, bank.downBias, y, H, I)] {
-                let q = try workspace([n, cols], .u8), d = try workspace([n, cols / 32])
-                try context.launch("MoEDecode", "quantize_q8", grid: ((n * cols + 255) / 256, 1, 1), block: 256, [
-                    .pointer(ptr(input)), .int(Int32(swiglu)), .float(bank.swigluLimit), .float(bank.alpha),
-                    .pointer(ptr(q)), .pointer(ptr(d)), .int64(Int64(n * cols / 32)), .int(Int32(cols)),
-                ])
+                let (q, d) = try (swiglu == 0 ? routed : nil) ?? quantizeQ8(input, rows: n, cols: cols, swiglu: swiglu, bank: bank)
                 let groups = (rows + 3) / 4, chunks = (cols / 32 + 31) / 32
                 try context.launch("MoEDecode", "moe_mxfp4_q8_c\(chunks)", grid: ((groups + warps - 1) / warps, P, 1), block: 32 * warps, [
                     .pointer(ptr(q)), .pointer(ptr(d)), .int(Int32(div)), .pointer(ptr(ids)), .pointer(w.2), tiled, .pointer(w.3),
@@ -365,6 +373,17 @@ extension CUDABackend {
             ])
         }
         return try combine(y, weights: weights, T: T, k: k, H: H, then: norm)
+    }
+
+    /// input [n, cols] (or, with swiglu 1, the clamped SwiGLU of input [n, 2 * cols]) as int8 per 32
+    /// values with an f32 scale each: (q [n, cols], d [n, cols / 32]).
+    private func quantizeQ8(_ input: Tensor, rows n: Int, cols: Int, swiglu: Int, bank: ExpertBank) throws -> (Tensor, Tensor) {
+        let q = try workspace([n, cols], .u8), d = try workspace([n, cols / 32])
+        try context.launch("MoEDecode", "quantize_q8", grid: ((n * cols + 255) / 256, 1, 1), block: 256, [
+            .pointer(ptr(input)), .int(Int32(swiglu)), .float(bank.swigluLimit), .float(bank.alpha),
+            .pointer(ptr(q)), .pointer(ptr(d)), .int64(Int64(n * cols / 32)), .int(Int32(cols)),
+        ])
+        return (q, d)
     }
 
     /// out[t] = sum_j weights[t, j] * y[t*k + j]; with `norm`, (residual + out, its RMSNorm) in one
@@ -387,7 +406,7 @@ extension CUDABackend {
     }
 
     /// Whether a matvec over `pairs` pairs with rows of `cols` inputs takes the 4-rows-per-warp path.
-    private static func usesRowsPath(pairs: Int, cols: Int) -> Bool { pairs <= 64 && cols % 32 == 0 }
+    static func usesRowsPath(pairs: Int, cols: Int) -> Bool { pairs <= 64 && cols % 32 == 0 }
 
     /// out[p, r] = input[p / div] . W[ids[p], r] + bias[ids[p], r] for every pair p and row r.
     /// Decode-sized batches use one warp per 4 rows of one pair (input held in registers); larger

@@ -1,7 +1,7 @@
 // Launchers for the paged ops of continuous batching: Kernels/paged_attention.cu (write_kv,
 // paged_rows, paged_prefill, paged_merge) and paged_attention_mma.cu (their tensor-core twins
-// paged_mma and paged_prefill_mma), rope_positions in
-// rope.cu, and gatherRows on the embedding gather of elementwise.cu. The i32 metadata never
+// paged_mma and paged_prefill_mma), rope_positions and rope_write_kv (RoPE fused with the cache
+// store) in rope.cu, and gatherRows on the embedding gather of elementwise.cu. The i32 metadata never
 // leaves the device: grids are sized from the layout's host values (upper bounds), and blocks
 // with nothing to do return at once, so no launch here synchronises with the host or allocates
 // beyond the step workspace. The cache is f32 or bf16; each cache kernel is picked by its dtype
@@ -47,6 +47,30 @@ extension CUDABackend {
             .int(Int32(T)), .int(Int32(hq)), .int(Int32(hk)), .int(Int32(q.shape[2])), .pointer(ptr(positions)), .float(scaling),
         ])
         return (qo, ko)
+    }
+
+    public func ropeWriteKV(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float,
+                            kCache: Tensor, vCache: Tensor, slots: Tensor) throws -> Tensor {
+        for t in [q, k, v, positions, invFreq, kCache, vCache, slots] { try requireDevice(t, "ropeWriteKV") }
+        guard q.shape.rank == 3, k.shape.rank == 3, k.shape == v.shape, q.shape[0] == k.shape[0], q.shape[2] == k.shape[2],
+              q.dtype == .f32, k.dtype == .f32, v.dtype == .f32, q.shape[2] == 2 * invFreq.count, invFreq.dtype == .f32,
+              positions.dtype == .i32, positions.shape == [q.shape[0]], slots.dtype == .i32, slots.shape == [q.shape[0]],
+              kCache.shape.rank == 3, kCache.shape == vCache.shape, k.shape.dims.dropFirst() == kCache.shape.dims.dropFirst(),
+              kCache.dtype == vCache.dtype, let kv = Self.cacheSuffix(kCache.dtype), kCache.shape[0] <= Int(Int32.max) else {
+            throw OspreyError.invalidTensor("ropeWriteKV of q \(q.shape), k \(k.dtype) \(k.shape), v \(v.dtype) \(v.shape) with \(invFreq.count) frequencies at \(positions.dtype) positions \(positions.shape) into \(kCache.dtype) \(kCache.shape) / \(vCache.dtype) \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
+        }
+        let qo = try workspace(q.shape)
+        let (T, hq, hk, D) = (q.shape[0], q.shape[1], k.shape[1], q.shape[2])
+        guard T > 0, D > 0, hq + hk > 0 else { return qo }
+        // Decode-sized steps: 8 heads per block (a 72-head token on 9 SMs, not one); longer ones a
+        // block per token (each block computes its token's sines).
+        let heads = hq + hk, perBlock = T <= 16 ? min(8, heads) : heads
+        try context.launch("RoPE", "rope_write_kv\(kv)", grid: (T, (heads + perBlock - 1) / perBlock, 1), block: 256, sharedBytes: 4 * D, [
+            .pointer(ptr(q)), .pointer(ptr(k)), .pointer(ptr(v)), .pointer(ptr(qo)), .pointer(ptr(kCache)), .pointer(ptr(vCache)),
+            .pointer(ptr(invFreq)), .int(Int32(hq)), .int(Int32(hk)), .int(Int32(D)), .int(Int32(perBlock)), .pointer(ptr(positions)), .pointer(ptr(slots)),
+            .int(Int32(kCache.shape[0])), .float(scaling),
+        ])
+        return qo
     }
 
     // MARK: - elementwise.cu

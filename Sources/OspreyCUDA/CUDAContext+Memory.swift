@@ -117,6 +117,7 @@ extension CUDAContext {
 
     /// Recycles the workspace: if the last step needed several chunks, they become one of the total size.
     func beginStep() throws {
+        routedInt8 = nil
         let used = workspace.reduce(0) { $0 + $1.used }
         workspaceHighWater = max(workspaceHighWater, used)
         if workspace.count > 1 {
@@ -138,6 +139,7 @@ extension CUDAContext {
     /// Returns the new addresses, or nil when it is not worth it (little workspace in use) or not
     /// possible (a range would overlap a destination, or a range is not in the workspace).
     func compactWorkspace(keeping ranges: [(pointer: CUdeviceptr, bytes: Int)]) throws -> (pointers: [CUdeviceptr], owner: AnyObject)? {
+        routedInt8 = nil
         let used = workspaceInUse
         let total = ranges.reduce(0) { ($0 + $1.bytes + 255) & ~255 }
         guard let first = workspace.first, used >= Self.compactionThreshold, total <= first.capacity else { return nil }

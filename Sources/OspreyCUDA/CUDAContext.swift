@@ -54,6 +54,10 @@ public final class CUDAContext: @unchecked Sendable {
     /// Decode-sized MXFP4 expert matvecs quantize their inputs to int8 per 32 values and use dp4a
     /// (as llama.cpp does; ~4x fewer instructions, relative error ~1e-3). Off: f32 inputs, exact.
     public var int8DecodeActivations = true
+    /// The int8 form (q [T, H], d [T, H / 32]) of the normed rows at `normed` that the last
+    /// addRMSNormRoute made for the decode experts, which take it instead of quantizing those rows
+    /// again; cleared when they take it, at each step and when the workspace moves.
+    var routedInt8: (normed: CUdeviceptr, count: Int, q: Tensor, d: Tensor)?
     /// Paged attention of query rows (decode) over a bf16 cache with 64-dimension heads and up to 16
     /// query heads per kv head runs on tensor cores (paged_mma_d64_bf16: Q and the probabilities in
     /// bf16, as a bf16 checkpoint's attention computes them; relative error ~1e-3). Off, or with

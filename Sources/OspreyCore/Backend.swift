@@ -166,6 +166,10 @@ public protocol Backend: Sendable {
     /// slot < 0 skips its row. Into a bf16 cache each value is rounded to nearest even (`bf16Bits`).
     /// Default: `copyRows` per row after reading the slots (and rounding, for bf16) on the host.
     func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws
+    /// `rope(q, k, positions:)` and `writeKV` of the rotated k and of v, in one call (one launch on a
+    /// GPU, the rotated k never leaving it); returns the rotated q. Default: those two.
+    func ropeWriteKV(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float,
+                     kCache: Tensor, vCache: Tensor, slots: Tensor) throws -> Tensor
     /// `attention` over a batch of sequences whose keys and values sit in a paged cache ([rows, Hkv, D],
     /// both f32 or both bf16, bf16 widened to f32 as it is read; f32 math either way), read through
     /// `layout.blockTables`. q [T, Hq, D] with T = queryStarts[S],
@@ -299,6 +303,13 @@ extension Backend {
 
     public func rope(_ q: Tensor, _ k: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float) throws -> (q: Tensor, k: Tensor) {
         (try rope(q, positions: positions, invFreq: invFreq, scaling: scaling), try rope(k, positions: positions, invFreq: invFreq, scaling: scaling))
+    }
+
+    public func ropeWriteKV(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float,
+                            kCache: Tensor, vCache: Tensor, slots: Tensor) throws -> Tensor {
+        let (rq, rk) = try rope(q, k, positions: positions, invFreq: invFreq, scaling: scaling)
+        try writeKV(k: rk, v: v, kCache: kCache, vCache: vCache, slots: slots)
+        return rq
     }
 
     public func beginStep() throws {}

@@ -130,11 +130,10 @@ struct GptOssAttention: Sendable {
         let T = x.shape[0]
         // q, k and v read the same x: one call (one launch for decode on a GPU).
         let qkv = try b.linears(x, [(qProj.weight, qProj.bias), (kProj.weight, kProj.bias), (vProj.weight, vProj.bias)])
-        let (q, k) = try cache.rope(qkv[0].reshaped([T, heads, headDim]), qkv[1].reshaped([T, kvHeads, headDim]),
-                                    invFreq: invFreq, scaling: rope.attentionScaling, on: b)
-        let v = qkv[2].reshaped([T, kvHeads, headDim])  // q [T, Hq, D], k/v [T, Hkv, D]
-        let o = try cache.attention(layer: layer, q: q, k: k, v: v, sinks: sinks, window: window,
-                                    scale: 1 / Float(headDim).squareRoot(), on: b)
+        // q [T, Hq, D], k/v [T, Hkv, D]
+        let (q, k, v) = (qkv[0].reshaped([T, heads, headDim]), qkv[1].reshaped([T, kvHeads, headDim]), qkv[2].reshaped([T, kvHeads, headDim]))
+        let o = try cache.ropeAttention(layer: layer, q: q, k: k, v: v, invFreq: invFreq, scaling: rope.attentionScaling, sinks: sinks,
+                                        window: window, scale: 1 / Float(headDim).squareRoot(), on: b)
         return try oProj(o, on: b)
     }
 }

@@ -141,6 +141,19 @@ struct OpChecks {
             out.append(try compare("addRMSNormRoute ids", shape, gpu: g.ids, cpu: c.ids, bound: 0))
             out.append(try compare("addRMSNormRoute weights", shape, gpu: g.weights, cpu: c.weights))
         }
+        // addRMSNormRoute also makes the int8 form of its normed rows for the decode experts (quantize_q8's
+        // job, same rounding): experts fed from it must give exactly what they give on a copy of the rows.
+        for (T, H, I, E, k) in [(1, 2880, 2880, 32, 4), (3, 64, 96, 6, 3)] {
+            let a = random([T, H], scale: 2), b = random([T, H]), w = random([H], .bf16, scale: 1)
+            let router = random([E, H], .bf16, scale: 0.2), bias = random([E], .bf16, scale: 0.5)
+            let bank = try mxfp4Bank(E: E, H: H, I: I, gateUpBias: random([E, 2 * I], .bf16, scale: 0.5), downBias: random([E, H], .bf16, scale: 0.5)).device
+            try gpu.beginStep()
+            let r = try gpu.addRMSNormRoute(up(a), up(b), weight: up(w), eps: 1e-5, router: up(router), routerBias: up(bias), k: k)
+            let fed = try gpu.experts(r.normed, bank: bank, ids: r.ids, weights: r.weights)
+            let own = try gpu.experts(up(gpu.download(r.normed)), bank: bank, ids: r.ids, weights: r.weights)
+            out.append(try compare("experts on addRMSNormRoute's int8 rows", "T\(T) H\(H) I\(I) E\(E) k\(k) mxfp4, vs quantize_q8",
+                                   gpu: fed, cpu: gpu.download(own), bound: 0))
+        }
         // T >= 16 runs on cuBLASLt (bf16 activations): bf16 bound.
         for (T, E, k, H, I, mx) in [(1, 32, 4, 2880, 2880, true), (6, 5, 2, 64, 96, true), (4, 3, 2, 48, 32, false), (9, 8, 4, 256, 128, false),
                                     (2, 32, 4, 2880, 2880, true), (64, 32, 4, 2880, 2880, true), (40, 8, 2, 256, 128, false), (100, 6, 3, 64, 96, true)] {
@@ -150,13 +163,7 @@ struct OpChecks {
             let bGU = random([E, 2 * I], .bf16, scale: 0.5), bD = random([E, H], .bf16, scale: 0.5)
             let hostBank: ExpertBank, devBank: ExpertBank
             if mx {
-                var gus = random([E, 2 * I, H / 32], .u8), ds = random([E, H, I / 32], .u8)
-                // Scales near 2^0 keep the activations in a useful range; a few extreme ones too.
-                gus = clampScales(gus, sqrtLen: H); ds = clampScales(ds, sqrtLen: I)
-                let gub = random([E, 2 * I, H / 32, 16], .u8), db = random([E, H, I / 32, 16], .u8)
-                hostBank = ExpertBank(weights: .mxfp4(gateUpBlocks: gub, gateUpScales: gus, downBlocks: db, downScales: ds), gateUpBias: bGU, downBias: bD, swigluLimit: 7)
-                devBank = ExpertBank(weights: .mxfp4(gateUpBlocks: try up(gub), gateUpScales: try up(gus), downBlocks: try up(db), downScales: try up(ds)),
-                                     gateUpBias: try up(bGU), downBias: try up(bD), swigluLimit: 7)
+                (hostBank, devBank) = try mxfp4Bank(E: E, H: H, I: I, gateUpBias: bGU, downBias: bD)
             } else {
                 let gu = random([E, 2 * I, H], .bf16, scale: 0.3), dn = random([E, H, I], .bf16, scale: 0.3)
                 hostBank = ExpertBank(weights: .dense(gateUp: gu, down: dn), gateUpBias: bGU, downBias: bD, swigluLimit: 7)
@@ -188,6 +195,18 @@ struct OpChecks {
         }
         out += try pagedChecks()
         return out
+    }
+
+    /// Random MXFP4 experts (host and device copies) with the given biases.
+    mutating func mxfp4Bank(E: Int, H: Int, I: Int, gateUpBias bGU: Tensor, downBias bD: Tensor) throws -> (host: ExpertBank, device: ExpertBank) {
+        var gus = random([E, 2 * I, H / 32], .u8), ds = random([E, H, I / 32], .u8)
+        // Scales near 2^0 keep the activations in a useful range; a few extreme ones too.
+        gus = clampScales(gus, sqrtLen: H); ds = clampScales(ds, sqrtLen: I)
+        let gub = random([E, 2 * I, H / 32, 16], .u8), db = random([E, H, I / 32, 16], .u8)
+        let host = ExpertBank(weights: .mxfp4(gateUpBlocks: gub, gateUpScales: gus, downBlocks: db, downScales: ds), gateUpBias: bGU, downBias: bD, swigluLimit: 7)
+        let device = ExpertBank(weights: .mxfp4(gateUpBlocks: try up(gub), gateUpScales: try up(gus), downBlocks: try up(db), downScales: try up(ds)),
+                                gateUpBias: try up(bGU), downBias: try up(bD), swigluLimit: 7)
+        return (host, device)
     }
 
     /// Maps random scale bytes to 2^-(log2(len)/2 + 0..3) around unit-variance outputs, with one 0 and one 254 planted.
@@ -273,6 +292,28 @@ extension OpChecks {
                 out.append(try compare("writeKV k", "T\(T) Hkv\(Hkv) D\(D) rows 50 kv \(kv)", gpu: gk, cpu: kCache, bound: 0))
                 out.append(try compare("writeKV v", "T\(T) Hkv\(Hkv) D\(D) rows 50 kv \(kv)", gpu: gv, cpu: vCache, bound: 0))
             }
+        }
+        // The rotation of k fused with its store: what rope(q, k) then writeKV store and return.
+        // 6 tokens: 8 heads per block (q's 8 in one, k's 2 in another); 20: a block per token.
+        for (kv, T) in [(DType.bf16, 6), (.f32, 6), (.bf16, 20)] {
+            let (Hq, Hkv, D) = (8, 2, 64)
+            let q = random([T, Hq, D]), k = random([T, Hkv, D]), v = random([T, Hkv, D])
+            let kCache = random([40, Hkv, D], kv), vCache = random([40, Hkv, D], kv)
+            let starts: [Int32] = [0, 9, 4095, 2, 100_000, 7]
+            let slots = i32((0..<T).map { (t: Int) -> Int32 in t == 1 ? -1 : Int32((t * 7 + 3) % 40) })
+            let positions = i32((0..<T).map { (t: Int) -> Int32 in starts[t % 6] })
+            let freqs = Tensor((0..<(D / 2)).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / Double(D))) }, shape: [D / 2])
+            let (gk, gv) = (try up(kCache), try up(vCache))
+            try gpu.beginStep()
+            let gq = try gpu.ropeWriteKV(q: up(q), k: up(k), v: up(v), positions: up(positions), invFreq: up(freqs), scaling: 1.3466,
+                                         kCache: gk, vCache: gv, slots: up(slots))
+            let cq = try cpu.ropeWriteKV(q: q, k: k, v: v, positions: positions, invFreq: freqs, scaling: 1.3466,
+                                         kCache: kCache, vCache: vCache, slots: slots)
+            let shape = "T\(T) Hq\(Hq) Hkv\(Hkv) D\(D) rows 40 kv \(kv), slot -1 skipped"
+            out.append(try compare("ropeWriteKV q", shape, gpu: gq, cpu: cq))
+            // bf16: a last-bit difference of the rotation can round to the neighbouring bf16 value.
+            out.append(try compare("ropeWriteKV k cache", shape, gpu: gk, cpu: kCache, bound: kv == .bf16 ? 8e-3 : 1e-4))
+            out.append(try compare("ropeWriteKV v cache", shape, gpu: gv, cpu: vCache, bound: 0))
         }
         let x = random([7, 8, 64])
         let freqs = Tensor((0..<32).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / 64)) }, shape: [32])

@@ -52,7 +52,7 @@ import Testing
                 let layer = String(match.output[1].substring ?? "")
                 var name = String(match.output[2].substring ?? "").trimmingCharacters(in: .whitespaces)
                 let source = try registry.source(for: layer).text
-                let kernels = Set(source.matches(of: try Regex(#"extern "C" __global__ void (?:__launch_bounds__\([0-9]+\) )?([A-Za-z0-9_]+)\("#))
+                let kernels = Set(source.matches(of: try Regex(#"extern "C" __global__ void (?:__launch_bounds__\([0-9, ]+\) )?([A-Za-z0-9_]+)\("#))
                     .map { String($0.output[1].substring ?? "") })
                 if name.hasPrefix("loads.map") || !name.hasPrefix("\"") {
                     // A computed name (a ternary or a map): every quoted literal in it must be a kernel of the layer.
@@ -80,7 +80,7 @@ import Testing
     /// `pdl_trigger();` and must wait before their first read of an input. A kernel added without
     /// these would read its inputs before they are written.
     @Test func everyKernelWaitsForTheKernelAhead() throws {
-        let entry = try Regex(#"extern "C" __global__ void (?:__launch_bounds__\([0-9]+\) )?([A-Za-z0-9_]+)\([^{]*\{\s*([^;]*;)\s*([^;]*;)?"#)
+        let entry = try Regex(#"extern "C" __global__ void (?:__launch_bounds__\([0-9, ]+\) )?([A-Za-z0-9_]+)\([^{]*\{\s*([^;]*;)\s*([^;]*;)?"#)
         var checked = 0
         for source in try BundledKernels.all() {
             for match in source.text.matches(of: entry) {

@@ -1,16 +1,30 @@
-// Shared by the kernel microbenchmarks (decode_kernels.cu, grouped_kernels.cu): error checks, a
-// deterministic xorshift generator, and launch timing with CUDA events.
+// Shared by the kernel microbenchmarks (decode_kernels.cu, grouped_kernels.cu, prefetch_kernels.cu):
+// error checks, a deterministic xorshift generator, rotating weight copies and launch timing with CUDA events.
 #pragma once
 #include <cuda_runtime.h>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <cstring>
+#include <vector>
 
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); exit(1); } } while (0)
 
 static unsigned long long rng = 88172645463325252ull;
 static unsigned int next_u32() { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (unsigned int)(rng >> 11); }
 static float next_unit() { return (next_u32() & 0xffffff) / 16777216.f * 2.f - 1.f; }
+
+// `copies` device copies (enough to pass 256 MiB, more than 4x the L2) of one random bf16 matrix
+// [O, I] (values within +-0.05), back to back from *W; returns the count.
+static int random_bf16_copies(int O, int I, unsigned short** W) {
+    size_t wbytes = (size_t)O * I * 2;
+    int copies = (int)((256ull << 20) / wbytes) + 1;
+    std::vector<unsigned short> hw((size_t)O * I);
+    for (auto& v : hw) { float f = next_unit() * 0.05f; unsigned int u; memcpy(&u, &f, 4); v = (unsigned short)(u >> 16); }
+    CK(cudaMalloc(W, wbytes * copies));
+    for (int c = 0; c < copies; c++) CK(cudaMemcpy(*W + (size_t)c * O * I, hw.data(), wbytes, cudaMemcpyHostToDevice));
+    return copies;
+}
 
 // Mean µs per launch of `launch(copy)` over `reps` back-to-back launches cycling through `copies`
 // (each copy launched once first, untimed).

@@ -19,6 +19,7 @@
 
 __global__ void read_all(const uint4* p, long long n, unsigned int* sink) {
     unsigned int acc = 0;
+    #pragma unroll 4
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         uint4 v = p[i];
         acc ^= v.x ^ v.y ^ v.z ^ v.w;
@@ -27,6 +28,98 @@ __global__ void read_all(const uint4* p, long long n, unsigned int* sink) {
 }
 
 static int num_sms;
+
+// The production decode code with its registers capped so that 6 CTAs of 128 threads fit an SM.
+__global__ void __launch_bounds__(128, 6) linear_lb6_n12(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<12>(LINEAR_DECODE_PASS); }
+__global__ void __launch_bounds__(128, 6) linear_lb6_n16(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<16>(LINEAR_DECODE_PASS); }
+// A candidate: the production decode linear (one matrix) without staging x in shared memory: each
+// lane reads its x chunks straight from global memory (L1 hits after the SM's first warp), so no
+// block barrier sits between the weights' arrival and the dot products.
+template <int NL>
+__global__ void linear_direct(const float* x, const unsigned short* W, float* out, int O, int T, int I) {
+    pdl_trigger();
+    int o = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    bool live = o < O;
+    const uint4* row = (const uint4*)(W + (long long)(live ? o : 0) * I);
+    int n8 = I / 8;
+    uint4 p[NL];
+    #pragma unroll
+    for (int u = 0; u < NL; u++) {
+        int c = lane + 32 * u;
+        p[u] = live && c < n8 ? row[c] : make_uint4(0u, 0u, 0u, 0u);
+    }
+    pdl_wait();
+    if (!live) return;
+    float acc[DEC_T];
+    #pragma unroll
+    for (int j = 0; j < DEC_T; j++) acc[j] = 0.f;
+    #pragma unroll
+    for (int u = 0; u < NL; u++) {
+        int c = lane + 32 * u;
+        if (c < n8) bf16x8_dot(p[u], x + (long long)c * 8, I, T, acc);
+    }
+    #pragma unroll
+    for (int j = 0; j < DEC_T; j++) {
+        float s = warp_sum(acc[j]);
+        if (lane == 0 && j < T) out[(long long)j * O + o] = s;
+    }
+}
+
+// The previous int8 dot of moe_decode.cu (13 integer ops per 8 weights: magnitudes looked up with
+// the sign bits masked, the negative ones' found by a second, sign-replicating lookup), in the
+// production tiled kernel's loop, for comparison.
+__device__ __forceinline__ int dot32_q8_masked(uint4 b, const int* xq) {
+    const unsigned int T0 = 0x03020100u, T1 = 0x0c080604u, K = 0x80808080u;
+    unsigned int words[4] = {b.x, b.y, b.z, b.w};
+    int pos = 0, neg = 0;
+    #pragma unroll
+    for (int q = 0; q < 4; q++) {
+        unsigned int w = words[q], m = w & 0x77777777u;
+        unsigned int mlo = prmt(T0, T1, m), mhi = prmt(T0, T1, m >> 16);
+        unsigned int slo = prmt(K, K, w), shi = prmt(K, K, w >> 16);
+        unsigned int nlo = mlo & slo & 0x7f7f7f7fu, nhi = mhi & shi & 0x7f7f7f7fu;
+        pos = __dp4a((int)mlo, xq[2 * q], pos);
+        pos = __dp4a((int)mhi, xq[2 * q + 1], pos);
+        neg = __dp4a((int)nlo, xq[2 * q], neg);
+        neg = __dp4a((int)nhi, xq[2 * q + 1], neg);
+    }
+    return pos - 2 * neg;
+}
+template <int NC>
+__global__ void moe_q8_masked(MXFP4_Q8_ARGS) {
+    pdl_trigger(); pdl_wait();
+    __shared__ uint4 sxq[NC * 64];
+    __shared__ float sxd[NC * 32];
+    int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * MX_ROWS, lane = threadIdx.x & 31;
+    int p = blockIdx.y, e = ids[p], nb = cols / 32;
+    int nr = min(MX_ROWS, rows - r0);
+    long long row0 = (long long)e * rows + r0;
+    const uint4* xrow = (const uint4*)(xq + (long long)(p / div) * cols);
+    const float* drow = xd + (long long)(p / div) * nb;
+    uint4 w[4 * NC];
+    unsigned char sc[4 * NC];
+    if (r0 < rows) preload_tiled<NC>((const uint4*)blocks, e, r0, rows, scales + row0 * nb, nb, nr, lane, w, sc);
+    stage_q8<NC>(xrow, drow, sxq, sxd, nb);
+    if (r0 >= rows) return;
+    float acc = 0.f;
+    #pragma unroll
+    for (int u = 0; u < 4 * NC; u++) {
+        int c = 8 * u + (lane >> 2);
+        if (c >= nb) break;
+        uint4 xa = xrow[2 * c], xb = xrow[2 * c + 1];
+        int x8[8] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w, (int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w};
+        acc += (float)dot32_q8_masked(w[u], x8) * (e8m0_to_f32(sc[u]) * drow[c] * 0.5f);
+    }
+    float s = row_sum_tiled(acc);
+    if (lane < nr) out[(long long)p * rows + r0 + lane] = s + load_w(bias, row0 + lane, bdt);
+}
+
+// The production MoE decode code with its registers capped so that 3 CTAs of 256 threads fit an SM.
+template <int NC>
+__global__ void __launch_bounds__(256, 3) moe_q8_lb3(MXFP4_Q8_ARGS) {
+    pdl_trigger(); pdl_wait();
+    mxfp4_rows_q8_tiled<NC>(xq, xd, div, ids, blocks, scales, bias, bdt, out, rows, cols);
+}
 
 static double max_diff(const float* dev_a, const float* dev_b, size_t n) {
     std::vector<float> a(n), b(n);
@@ -44,12 +137,8 @@ static void report(const char* kernel, const char* shape, int T, double us, doub
 
 static void bench_linear(const char* name, int O, int I) {
     size_t wbytes = (size_t)O * I * 2;
-    int copies = (int)((256ull << 20) / wbytes) + 1;
-    std::vector<unsigned short> hw((size_t)O * I);
-    for (auto& v : hw) { float f = next_unit() * 0.05f; unsigned int u; memcpy(&u, &f, 4); v = (unsigned short)(u >> 16); }
     unsigned short* W;
-    CK(cudaMalloc(&W, wbytes * copies));
-    for (int c = 0; c < copies; c++) CK(cudaMemcpy(W + (size_t)c * O * I, hw.data(), wbytes, cudaMemcpyHostToDevice));
+    int copies = random_bf16_copies(O, I, &W);
     std::vector<float> hx(4 * I);
     for (auto& v : hx) v = next_unit();
     float *x, *ref, *out;
@@ -70,6 +159,8 @@ static void bench_linear(const char* name, int O, int I) {
         double us = time_us(copies, 200, [&](int c) { prod(c, ref); });
         prod(0, ref);
         report(loads <= 12 ? "linear_bf16_decode_n12 (production)" : "linear_bf16_decode_n16 (production)", name, T, us, wbytes, 0);
+        us = time_us(1, 200, [&](int) { prod(0, ref); });
+        report("the same, weights hot in L2 (one copy)", name, T, us, wbytes, 0);
         // A candidate: run once against the production output, then timed.
         auto candidate = [&](const char* label, const std::function<void(int)>& run) {
             CK(cudaMemset(out, 0, 4 * O * 4));
@@ -79,6 +170,27 @@ static void bench_linear(const char* name, int O, int I) {
             report(label, name, T, time_us(copies, 200, run), wbytes, d);
         };
         char label[96];
+        for (int threads : {64, 256, 512}) {
+            auto f = loads <= 12 ? linear_bf16_decode_n12 : linear_bf16_decode_n16;
+            snprintf(label, sizeof label, "production kernel, %d threads per CTA", threads);
+            candidate(label, [&](int c) {
+                const unsigned short* w = W + (size_t)c * O * I;
+                f<<<(O * 32 + threads - 1) / threads, threads, (size_t)T * I * 4>>>(x, w, w, w, nullptr, nullptr, nullptr, 0, out, out, out, O, 0, 0, T, I);
+            });
+        }
+        for (int threads : {128, 256}) {
+            auto f = loads <= 12 ? linear_direct<12> : linear_direct<16>;
+            snprintf(label, sizeof label, "x read from global (no staging), %d threads per CTA", threads);
+            candidate(label, [&](int c) { f<<<(O * 32 + threads - 1) / threads, threads>>>(x, W + (size_t)c * O * I, out, O, T, I); });
+        }
+        {
+            auto f = loads <= 12 ? linear_lb6_n12 : linear_lb6_n16;
+            CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, 4 * 4096 * 4));
+            candidate("production code, __launch_bounds__(128, 6)", [&](int c) {
+                const unsigned short* w = W + (size_t)c * O * I;
+                f<<<(O + 3) / 4, 128, (size_t)T * I * 4>>>(x, w, w, w, nullptr, nullptr, nullptr, 0, out, out, out, O, 0, 0, T, I);
+            });
+        }
         for (int rpw : {1, 2}) {
             size_t xb = (size_t)T * I * 4, stage = (size_t)8 * rpw * I * 2;
             int S = (int)std::min<size_t>(6, (227 * 1024 - 128 - xb) / stage);
@@ -157,8 +269,31 @@ static void bench_moe(const char* name, int rows, int cols, int E, int k) {
         auto run = [&](int s) { prod<<<grid, 32 * warps>>>(xq, xd, k, ids + s * k, blocks, 1, scales, bias, DT_BF16, ref, rows, cols); };
         double u = time_us(sets, 256, run);
         report("moe_mxfp4_q8 (production)", name, 1, u, bytes, 0);
+        u = time_us(1, 256, [&](int) { run(0); });
+        report("the same, weights hot in L2 (one expert set)", name, 1, u, bytes, 0);
     }
     prod<<<grid, 32 * warps>>>(xq, xd, k, ids, blocks, 1, scales, bias, DT_BF16, ref, rows, cols);
+    auto moe_candidate = [&](const char* label, const std::function<void(int)>& run) {
+        CK(cudaMemset(out, 0, (size_t)k * rows * 4));
+        run(0);
+        CK(cudaDeviceSynchronize());
+        double d = max_diff(ref, out, (size_t)k * rows);
+        report(label, name, 1, time_us(sets, 256, run), bytes, d);
+    };
+    for (int wv : {2, 4}) {  // (production is bounded to 256 threads per CTA)
+        char label[96];
+        snprintf(label, sizeof label, "production kernel, %d warps per CTA", wv);
+        dim3 g2((groups + wv - 1) / wv, k);
+        moe_candidate(label, [&](int s) { prod<<<g2, 32 * wv>>>(xq, xd, k, ids + s * k, blocks, 1, scales, bias, DT_BF16, out, rows, cols); });
+    }
+    {
+        auto f = chunks == 1 ? moe_q8_masked<1> : chunks == 2 ? moe_q8_masked<2> : chunks == 3 ? moe_q8_masked<3> : moe_q8_masked<4>;
+        moe_candidate("previous int8 dot (13 ops per 8 weights)", [&](int s) { f<<<grid, 256>>>(xq, xd, k, ids + s * k, blocks, 1, scales, bias, DT_BF16, out, rows, cols); });
+    }
+    {
+        auto f = chunks == 1 ? moe_q8_lb3<1> : chunks == 2 ? moe_q8_lb3<2> : chunks == 3 ? moe_q8_lb3<3> : moe_q8_lb3<4>;
+        moe_candidate("production code, __launch_bounds__(256, 3)", [&](int s) { f<<<grid, 256>>>(xq, xd, k, ids + s * k, blocks, 1, scales, bias, DT_BF16, out, rows, cols); });
+    }
     {
         int nb2 = (nb + 1) / 2;
         size_t stage = ((size_t)nb2 * 1024 + 32 * nb + 127) & ~(size_t)127;
@@ -196,6 +331,19 @@ int main() {
             char label[64];
             snprintf(label, sizeof label, "read_all (ceiling), %d x 512 threads per SM", per_sm);
             report(label, "2 GiB", 0, us, (double)n * 16, 0);
+        }
+        // The floor for one decode kernel's weights: the same plain read of 17.6-35.2 MB (the sizes
+        // of down, o_proj, q/k/v and gate_up at batch 1), copies rotated past the L2.
+        for (double mb : {17.6, 23.6, 29.5, 35.2}) {
+            long long m = (long long)(mb * 1e6) / 16;
+            int copies = (int)(n / m);
+            for (int per_sm : {2, 4, 8}) {
+                double us = time_us(copies, 200, [&](int c) { read_all<<<num_sms * per_sm, 512>>>(p + (long long)c * m, m, sink); });
+                char label[64], shape[32];
+                snprintf(label, sizeof label, "read_all, %d x 512 threads per SM", per_sm);
+                snprintf(shape, sizeof shape, "%.1f MB", mb);
+                report(label, shape, 0, us, (double)m * 16, 0);
+            }
         }
         CK(cudaFree(p)); CK(cudaFree(sink));
     }

@@ -125,6 +125,15 @@ __device__ __forceinline__ float block_max(float v, float* scratch /* 32 floats 
     return warp_max(v);
 }
 
+// One warp quantizes 32 values (lane's v) to q[lane] = round(v / d), d = max |v| / 127 (0 for an
+// all-zero block), d written by lane 0 (moe_decode.cu's quantize_q8, moe.cu's add_rms_norm_route).
+__device__ __forceinline__ void quantize_block_q8(float v, signed char* q, float* d, int lane) {
+    float amax = warp_max(fabsf(v));
+    float inv = amax > 0.f ? 127.f / amax : 0.f;
+    q[lane] = (signed char)__float2int_rn(v * inv);
+    if (lane == 0) *d = amax / 127.f;
+}
+
 #define NORM_VPT 4  // values per thread of norm_row: rows up to 4 * 1024
 
 // sum[base + i] = v[k] = a[base + i] + b[base + i] for i = threadIdx.x + k * blockDim.x < H (v[k] = 0

@@ -8,7 +8,8 @@
 //   moe_matvec_rows4  decode-sized batches of dense experts: one warp per 4 rows of one pair
 //   moe_swiglu   clamped SwiGLU on the interleaved gate (even) / up (odd) columns
 //   moe_combine  out[t] = sum_j w[t, j] * y[t*k + j], in pick order (deterministic)
-//   add_rms_norm_route  decode: residual add + RMSNorm + router + top-k softmax in one launch
+//   add_rms_norm_route  decode: residual add + RMSNorm + router + top-k softmax in one launch, and the
+//                  normed rows' int8 form for the decode experts
 //   moe_combine_add_rms_norm  decode: moe_combine + residual add + RMSNorm in one launch
 // The fast paths for MXFP4 experts are in moe_decode.cu (decode-sized batches) and
 // moe_prefill.cu (around the cuBLASLt GEMMs). Launchers: CUDABackend+Ops.swift, CUDABackend+GEMM.swift.
@@ -69,12 +70,14 @@ __device__ __forceinline__ float bf16x8_dot_shared(uint4 p, const float4* x4, in
 // (H <= 4096, H % 8 == 0) computes sum = a + b and out = RMSNorm(sum) * w, keeps out in shared
 // memory, then one warp per expert takes the router's logit (bf16 rows R [E, H] + bias, each lane
 // the 8-value chunks lane + 32u as linear_bf16_decode, ROUTE_BATCH loads in flight) and warp 0 the
-// top-k softmax. Each warp's first batch of router weights is loaded, and the rest prefetched into
-// L2, before the kernel waits for the one ahead.
+// top-k softmax while the other warps, when q8 is given, quantize the normed row for the int8
+// expert kernels as quantize_q8 does (q8 [T, H], d8 [T, H / 32]: one launch less per layer). Each
+// warp's first batch of router weights is loaded, and the rest prefetched into L2, before the
+// kernel waits for the one ahead.
 #define ROUTE_BATCH 6
 extern "C" __global__ void __launch_bounds__(1024) add_rms_norm_route(const float* a, const float* b, const void* w, int dt, float* sum, float* out,
                                               const unsigned short* R, const void* rbias, int rbdt, int* ids, float* weights,
-                                              int H, int E, int k, float eps) {
+                                              int H, int E, int k, float eps, signed char* q8, float* d8) {
     pdl_trigger();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n8 = H / 8, warps = blockDim.x >> 5;
     uint4 first[ROUTE_BATCH];
@@ -116,6 +119,8 @@ extern "C" __global__ void __launch_bounds__(1024) add_rms_norm_route(const floa
     }
     __syncthreads();
     if (warp == 0) topk_softmax_warp(logits, E, k, ids + blockIdx.x * k, weights + blockIdx.x * k, lane);
+    else if (q8)
+        for (int c = warp - 1; c < H / 32; c += warps - 1) quantize_block_q8(xs[32 * c + lane], q8 + base + 32 * c, d8 + base / 32 + c, lane);
 }
 
 // order[0:P] = pair indices sorted by expert id. One block; shared memory 2 * E ints.

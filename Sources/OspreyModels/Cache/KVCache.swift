@@ -20,6 +20,11 @@ public protocol AttentionCache: AnyObject {
     /// the keys each query may see (its own included), [T, Hq * D].
     func attention(layer: Int, q: Tensor, k: Tensor, v: Tensor, sinks: Tensor?, window: Int?, scale: Float,
                    on backend: any Backend) throws -> Tensor
+    /// RoPE of q and k at this step's positions, then `attention` of the rotated q over the stored
+    /// keys with the rotated k and v stored first (one call, so a cache can fuse the rotation with
+    /// the store). Default: `rope(q, k)`, then `attention`.
+    func ropeAttention(layer: Int, q: Tensor, k: Tensor, v: Tensor, invFreq: Tensor, scaling: Float, sinks: Tensor?, window: Int?,
+                       scale: Float, on backend: any Backend) throws -> Tensor
     /// Moves past the tokens of the step every layer has just stored.
     func advance(by count: Int)
 }
@@ -39,6 +44,12 @@ extension AttentionCache {
     /// One `rope` each.
     public func rope(_ q: Tensor, _ k: Tensor, invFreq: Tensor, scaling: Float, on backend: any Backend) throws -> (q: Tensor, k: Tensor) {
         (try rope(q, invFreq: invFreq, scaling: scaling, on: backend), try rope(k, invFreq: invFreq, scaling: scaling, on: backend))
+    }
+
+    public func ropeAttention(layer: Int, q: Tensor, k: Tensor, v: Tensor, invFreq: Tensor, scaling: Float, sinks: Tensor?, window: Int?,
+                              scale: Float, on backend: any Backend) throws -> Tensor {
+        let (rq, rk) = try rope(q, k, invFreq: invFreq, scaling: scaling, on: backend)
+        return try attention(layer: layer, q: rq, k: rk, v: v, sinks: sinks, window: window, scale: scale, on: backend)
     }
 }
 

@@ -89,6 +89,16 @@ public final class PagedKVCache: AttentionCache {
                                           window: window, scale: scale)
     }
 
+    /// The rotation of k fused with its store (`ropeWriteKV`: one launch on a GPU), then attention.
+    public func ropeAttention(layer: Int, q: Tensor, k: Tensor, v: Tensor, invFreq: Tensor, scaling: Float, sinks: Tensor?, window: Int?,
+                              scale: Float, on backend: any Backend) throws -> Tensor {
+        let step = try current(), (g, i) = layerSlots[layer]
+        let rq = try backend.ropeWriteKV(q: q, k: k, v: v, positions: step.positions, invFreq: invFreq, scaling: scaling,
+                                         kCache: keys[i], vCache: values[i], slots: step.slots[g])
+        return try backend.pagedAttention(q: rq, kCache: keys[i], vCache: values[i], sinks: sinks, layout: step.layouts[g],
+                                          window: window, scale: scale)
+    }
+
     /// Nothing to do: the scheduler counts what each sequence has computed.
     public func advance(by count: Int) {}
 }
