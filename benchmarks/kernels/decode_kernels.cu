@@ -65,55 +65,6 @@ __global__ void linear_direct(const float* x, const unsigned short* W, float* ou
     }
 }
 
-// The previous int8 dot of moe_decode.cu (13 integer ops per 8 weights: magnitudes looked up with
-// the sign bits masked, the negative ones' found by a second, sign-replicating lookup), in the
-// production tiled kernel's loop, for comparison.
-__device__ __forceinline__ int dot32_q8_masked(uint4 b, const int* xq) {
-    const unsigned int T0 = 0x03020100u, T1 = 0x0c080604u, K = 0x80808080u;
-    unsigned int words[4] = {b.x, b.y, b.z, b.w};
-    int pos = 0, neg = 0;
-    #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        unsigned int w = words[q], m = w & 0x77777777u;
-        unsigned int mlo = prmt(T0, T1, m), mhi = prmt(T0, T1, m >> 16);
-        unsigned int slo = prmt(K, K, w), shi = prmt(K, K, w >> 16);
-        unsigned int nlo = mlo & slo & 0x7f7f7f7fu, nhi = mhi & shi & 0x7f7f7f7fu;
-        pos = __dp4a((int)mlo, xq[2 * q], pos);
-        pos = __dp4a((int)mhi, xq[2 * q + 1], pos);
-        neg = __dp4a((int)nlo, xq[2 * q], neg);
-        neg = __dp4a((int)nhi, xq[2 * q + 1], neg);
-    }
-    return pos - 2 * neg;
-}
-template <int NC>
-__global__ void moe_q8_masked(MXFP4_Q8_ARGS) {
-    pdl_trigger(); pdl_wait();
-    __shared__ uint4 sxq[NC * 64];
-    __shared__ float sxd[NC * 32];
-    int r0 = ((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * MX_ROWS, lane = threadIdx.x & 31;
-    int p = blockIdx.y, e = ids[p], nb = cols / 32;
-    int nr = min(MX_ROWS, rows - r0);
-    long long row0 = (long long)e * rows + r0;
-    const uint4* xrow = (const uint4*)(xq + (long long)(p / div) * cols);
-    const float* drow = xd + (long long)(p / div) * nb;
-    uint4 w[4 * NC];
-    unsigned char sc[4 * NC];
-    if (r0 < rows) preload_tiled<NC>((const uint4*)blocks, e, r0, rows, scales + row0 * nb, nb, nr, lane, w, sc);
-    stage_q8<NC>(xrow, drow, sxq, sxd, nb);
-    if (r0 >= rows) return;
-    float acc = 0.f;
-    #pragma unroll
-    for (int u = 0; u < 4 * NC; u++) {
-        int c = 8 * u + (lane >> 2);
-        if (c >= nb) break;
-        uint4 xa = xrow[2 * c], xb = xrow[2 * c + 1];
-        int x8[8] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w, (int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w};
-        acc += (float)dot32_q8_masked(w[u], x8) * (e8m0_to_f32(sc[u]) * drow[c] * 0.5f);
-    }
-    float s = row_sum_tiled(acc);
-    if (lane < nr) out[(long long)p * rows + r0 + lane] = s + load_w(bias, row0 + lane, bdt);
-}
-
 // The production MoE decode code with its registers capped so that 3 CTAs of 256 threads fit an SM.
 template <int NC>
 __global__ void __launch_bounds__(256, 3) moe_q8_lb3(MXFP4_Q8_ARGS) {
@@ -285,10 +236,6 @@ static void bench_moe(const char* name, int rows, int cols, int E, int k) {
         snprintf(label, sizeof label, "production kernel, %d warps per CTA", wv);
         dim3 g2((groups + wv - 1) / wv, k);
         moe_candidate(label, [&](int s) { prod<<<g2, 32 * wv>>>(xq, xd, k, ids + s * k, blocks, 1, scales, bias, DT_BF16, out, rows, cols); });
-    }
-    {
-        auto f = chunks == 1 ? moe_q8_masked<1> : chunks == 2 ? moe_q8_masked<2> : chunks == 3 ? moe_q8_masked<3> : moe_q8_masked<4>;
-        moe_candidate("previous int8 dot (13 ops per 8 weights)", [&](int s) { f<<<grid, 256>>>(xq, xd, k, ids + s * k, blocks, 1, scales, bias, DT_BF16, out, rows, cols); });
     }
     {
         auto f = chunks == 1 ? moe_q8_lb3<1> : chunks == 2 ? moe_q8_lb3<2> : chunks == 3 ? moe_q8_lb3<3> : moe_q8_lb3<4>;
