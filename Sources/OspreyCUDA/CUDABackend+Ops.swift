@@ -195,12 +195,16 @@ extension CUDABackend {
             n.append(.int(Int32(l?.weight.shape[0] ?? 0)))
         }
         let rows = layers.reduce(0) { $0 + $1.weight.shape[0] }
-        // Rows of up to 3,072 inputs in blocks of 8 warps (x staged half as often), longer ones 4:
-        // benchmarks/kernels/decode_kernels.cu on the H200, 2026-11-29, q/k/v 5120 x 2880 at 1 / 4
-        // tokens: 14.5 / 32.8 µs (256 threads) vs 15.4 / 37.6 (128); o_proj 2880 x 4096: 11.6 / 24.6
-        // (128) vs 11.8 / 27.4 (256).
-        let warps = loads <= 12 ? 8 : 4
-        try context.launch("Linear", "linear_bf16_decode_n\(loads)", grid: ((rows + warps - 1) / warps, 1, 1), block: 32 * warps, sharedBytes: T * I * 4,
+        // benchmarks/kernels/decode_kernels.cu on the H200 (2026-11-29), µs at 1 / 4 tokens: one
+        // token stages x, in blocks of 8 warps for q/k/v (5120 x 2880: 14.5 vs 15.4 with 4) but 4 for
+        // lm_head (201088 x 2880: 280 vs 296) and o_proj (2880 x 4096: 11.6 vs 11.8); 4 tokens over
+        // rows of up to 3,072 inputs read x from global memory (q/k/v 27.4 vs 32.8 staged, lm_head
+        // 635 vs 888; engine batch 4: 880 -> 928 tok/s), but 2 tokens lost with it (engine batch 2:
+        // 662 -> 631), so 2 and 3 stage x in 8-warp blocks; o_proj's 4,096 inputs stay staged.
+        let direct = T == 4 && loads <= 12
+        let warps = direct ? 4 : loads <= 12 && (T > 1 || rows <= 16_384) ? 8 : 4
+        try context.launch("Linear", direct ? "linear_bf16_decode_direct_n\(loads)" : "linear_bf16_decode_n\(loads)",
+                           grid: ((rows + warps - 1) / warps, 1, 1), block: 32 * warps, sharedBytes: direct ? 0 : T * I * 4,
                            [.pointer(ptr(x))] + w + b + [bdt] + o + n + [.int(Int32(T)), .int(Int32(I))])
         return outs
     }

@@ -66,8 +66,11 @@ struct OpChecks {
             out.append(try compare("addRMSNorm normed", "T\(T) H\(H) \(dt)", gpu: fused.normed, cpu: cpu.rmsNorm(sum, weight: w, eps: 1e-5)))
         }
         // T >= 16 with bf16 weights runs on cuBLASLt with bf16 activations: bf16 bound.
+        // 1-4 bf16 rows: one token stages x (blocks of 8 warps up to 16,384 rows, of 4 past them: 20,000 rows);
+        // 4 tokens over up to 3,072 inputs read x from global memory (4 x 2880, 4 x 1000), 2-3 tokens and 4,096 inputs stage it.
         for (T, O, I, dt, bias) in [(1, 257, 96, DType.bf16, true), (9, 512, 2880, .bf16, true), (19, 200, 160, .f32, false), (3, 64, 64, .f16, true),
-                                    (2, 2880, 4096, .bf16, true), (40, 640, 2880, .bf16, true), (300, 96, 64, .bf16, false)] {
+                                    (2, 2880, 4096, .bf16, true), (40, 640, 2880, .bf16, true), (300, 96, 64, .bf16, false),
+                                    (1, 20_000, 2880, .bf16, false), (4, 1000, 2880, .bf16, true), (4, 999, 1000, .bf16, false), (2, 999, 1000, .bf16, false)] {
             let x = random([T, I]), w = random([O, I], dt, scale: 0.2), b = bias ? random([O], dt) : nil
             let gemm = T >= 16 && dt == .bf16
             try gpu.beginStep()

@@ -30,8 +30,8 @@ __global__ void read_all(const uint4* p, long long n, unsigned int* sink) {
 static int num_sms;
 
 // The production decode code with its registers capped so that 6 CTAs of 128 threads fit an SM.
-__global__ void __launch_bounds__(128, 6) linear_lb6_n12(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<12>(LINEAR_DECODE_PASS); }
-__global__ void __launch_bounds__(128, 6) linear_lb6_n16(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<16>(LINEAR_DECODE_PASS); }
+__global__ void __launch_bounds__(128, 6) linear_lb6_n12(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<12, true>(LINEAR_DECODE_PASS); }
+__global__ void __launch_bounds__(128, 6) linear_lb6_n16(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<16, true>(LINEAR_DECODE_PASS); }
 // A candidate: the production decode linear (one matrix) without staging x in shared memory: each
 // lane reads its x chunks straight from global memory (L1 hits after the SM's first warp), so no
 // block barrier sits between the weights' arrival and the dot products.
@@ -296,6 +296,7 @@ int main() {
     }
     bench_linear("q/k/v 5120 x 2880", 5120, 2880);
     bench_linear("o_proj 2880 x 4096", 2880, 4096);
+    bench_linear("lm_head 201088 x 2880", 201088, 2880);
     bench_moe("experts gate_up 4 x 5760 x 2880", 5760, 2880, 32, 4);
     bench_moe("experts down 4 x 2880 x 2880", 2880, 2880, 32, 4);
     return 0;

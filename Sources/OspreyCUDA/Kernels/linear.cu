@@ -4,7 +4,8 @@
 // path for bf16 weights with I % 8 == 0: each lane loads 8 weights (16 bytes) at a time;
 // `linear_bf16_decode_nN` the one for 1-4 tokens: each lane issues all N of its 16-byte loads of
 // the row before using any (N = ceil(I / 256), rows up to 4,096 inputs) while the block stages x
-// in shared memory, so a warp waits for memory once; longer rows take linear_bf16x8. Prefill-sized
+// in shared memory, so a warp waits for memory once (linear_bf16_decode_direct_nN: x read from
+// global memory instead, for 4 tokens); longer rows take linear_bf16x8. Prefill-sized
 // inputs go through cuBLASLt instead (CUDABackend+GEMM.swift), with `to_bf16` and `add_bias`.
 // Measured on the H200 (2026-11-29, 20b shape, engine batch 1 with graphs): staging x with 8 loads
 // in flight per thread instead of a load-store loop took batch 1 from 331.5 to 343.7 tok/s and
@@ -105,8 +106,9 @@ __device__ __forceinline__ void stage_x(float4* sx4, const float4* xg, int n4) {
 
 // One warp per output row of up to 3 matrices sharing the input (q, k and v: one launch). Rows
 // [0, O0) are W0's, then W1's, then W2's. Each lane issues all NL of its 16-byte weight loads
-// first; the block stages x [T, I] in shared memory meanwhile.
-template <int NL>
+// first; with STAGED the block stages x [T, I] in shared memory meanwhile, without it each lane
+// reads its x chunks from global memory (L1 hits after an SM's first warp), no barrier.
+template <int NL, bool STAGED>
 __device__ __forceinline__ void linear_decode_preloaded(const float* x, const unsigned short* W0, const unsigned short* W1,
                                                         const unsigned short* W2, const void* b0, const void* b1, const void* b2,
                                                         int bdt, float* out0, float* out1, float* out2, int O0, int O1, int O2,
@@ -130,11 +132,12 @@ __device__ __forceinline__ void linear_decode_preloaded(const float* x, const un
         p[u] = live && c < n8 ? row[c] : make_uint4(0u, 0u, 0u, 0u);
     }
     pdl_wait();  // weights requested; x and the outputs belong to the kernels around this one
-    const float4* xg = (const float4*)x;
-    stage_x(sx4, xg, T * I / 4);
-    __syncthreads();
+    if (STAGED) {
+        stage_x(sx4, (const float4*)x, T * I / 4);
+        __syncthreads();
+    }
     if (!live) return;
-    const float* sx = (const float*)sx4;
+    const float* sx = STAGED ? (const float*)sx4 : x;
     float acc[DEC_T];
     #pragma unroll
     for (int j = 0; j < DEC_T; j++) acc[j] = 0.f;
@@ -154,10 +157,14 @@ __device__ __forceinline__ void linear_decode_preloaded(const float* x, const un
 #define LINEAR_DECODE_ARGS const float* x, const unsigned short* W0, const unsigned short* W1, const unsigned short* W2, \
     const void* b0, const void* b1, const void* b2, int bdt, float* out0, float* out1, float* out2, int O0, int O1, int O2, int T, int I
 #define LINEAR_DECODE_PASS x, W0, W1, W2, b0, b1, b2, bdt, out0, out1, out2, O0, O1, O2, T, I
-extern "C" __global__ void linear_bf16_decode_n4(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<4>(LINEAR_DECODE_PASS); }
-extern "C" __global__ void linear_bf16_decode_n8(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<8>(LINEAR_DECODE_PASS); }
-extern "C" __global__ void linear_bf16_decode_n12(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<12>(LINEAR_DECODE_PASS); }
-extern "C" __global__ void linear_bf16_decode_n16(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<16>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n4(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<4, true>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n8(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<8, true>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n12(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<12, true>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_n16(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<16, true>(LINEAR_DECODE_PASS); }
+// x read from global memory: faster for 4 tokens over rows of up to 3,072 inputs (see the launcher).
+extern "C" __global__ void linear_bf16_decode_direct_n4(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<4, false>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_direct_n8(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<8, false>(LINEAR_DECODE_PASS); }
+extern "C" __global__ void linear_bf16_decode_direct_n12(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<12, false>(LINEAR_DECODE_PASS); }
 
 // y = bf16(x), round to nearest even (NaN kept).
 extern "C" __global__ void to_bf16(const float* x, unsigned short* y, long long n) {
