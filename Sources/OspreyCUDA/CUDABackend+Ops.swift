@@ -202,8 +202,8 @@ extension CUDABackend {
         // 635 vs 888; engine batch 4: 880 -> 928 tok/s), but 2 tokens lost with it (engine batch 2:
         // 662 -> 631), so 2 and 3 stage x in 8-warp blocks; o_proj's 4,096 inputs stay staged.
         let direct = T == 4 && loads <= 12
-        let warps = direct ? 4 : loads <= 12 && (T > 1 || rows <= 16_384) ? 8 : 4
-        try context.launch("Linear", direct ? "linear_bf16_decode_direct_n\(loads)" : "linear_bf16_decode_n\(loads)",
+        let warps = direct || loads > 12 || (T == 1 && rows > 16_384) ? 4 : 8
+        try context.launch("Linear", "linear_bf16_decode_\(direct ? "direct_" : "")n\(loads)",
                            grid: ((rows + warps - 1) / warps, 1, 1), block: 32 * warps, sharedBytes: direct ? 0 : T * I * 4,
                            [.pointer(ptr(x))] + w + b + [bdt] + o + n + [.int(Int32(T)), .int(Int32(I))])
         return outs

@@ -34,11 +34,7 @@ extension CUDABackend {
     }
 
     public func rope(_ q: Tensor, _ k: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float) throws -> (q: Tensor, k: Tensor) {
-        for t in [q, k, positions, invFreq] { try requireDevice(t, "rope") }
-        guard q.shape.rank == 3, k.shape.rank == 3, q.shape[0] == k.shape[0], q.shape[2] == k.shape[2], q.dtype == .f32, k.dtype == .f32,
-              q.shape[2] == 2 * invFreq.count, invFreq.dtype == .f32, positions.dtype == .i32, positions.shape == [q.shape[0]] else {
-            throw OspreyError.invalidTensor("rope of q \(q.shape) and k \(k.shape) with \(invFreq.count) frequencies at \(positions.dtype) positions \(positions.shape)")
-        }
+        try checkRopePair(q, k, positions: positions, invFreq: invFreq)
         let qo = try workspace(q.shape), ko = try workspace(k.shape)
         let (T, hq, hk) = (q.shape[0], q.shape[1], k.shape[1])
         guard T * (hq + hk) > 0 else { return (qo, ko) }
@@ -51,14 +47,8 @@ extension CUDABackend {
 
     public func ropeWriteKV(q: Tensor, k: Tensor, v: Tensor, positions: Tensor, invFreq: Tensor, scaling: Float,
                             kCache: Tensor, vCache: Tensor, slots: Tensor) throws -> Tensor {
-        for t in [q, k, v, positions, invFreq, kCache, vCache, slots] { try requireDevice(t, "ropeWriteKV") }
-        guard q.shape.rank == 3, k.shape.rank == 3, k.shape == v.shape, q.shape[0] == k.shape[0], q.shape[2] == k.shape[2],
-              q.dtype == .f32, k.dtype == .f32, v.dtype == .f32, q.shape[2] == 2 * invFreq.count, invFreq.dtype == .f32,
-              positions.dtype == .i32, positions.shape == [q.shape[0]], slots.dtype == .i32, slots.shape == [q.shape[0]],
-              kCache.shape.rank == 3, kCache.shape == vCache.shape, k.shape.dims.dropFirst() == kCache.shape.dims.dropFirst(),
-              kCache.dtype == vCache.dtype, let kv = Self.cacheSuffix(kCache.dtype), kCache.shape[0] <= Int(Int32.max) else {
-            throw OspreyError.invalidTensor("ropeWriteKV of q \(q.shape), k \(k.dtype) \(k.shape), v \(v.dtype) \(v.shape) with \(invFreq.count) frequencies at \(positions.dtype) positions \(positions.shape) into \(kCache.dtype) \(kCache.shape) / \(vCache.dtype) \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
-        }
+        try checkRopePair(q, k, positions: positions, invFreq: invFreq)
+        let kv = try checkKVStore(k: k, v: v, kCache: kCache, vCache: vCache, slots: slots)
         let qo = try workspace(q.shape)
         let (T, hq, hk, D) = (q.shape[0], q.shape[1], k.shape[1], q.shape[2])
         guard T > 0, D > 0, hq + hk > 0 else { return qo }
@@ -93,13 +83,7 @@ extension CUDABackend {
     // MARK: - paged_attention.cu
 
     public func writeKV(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws {
-        for t in [k, v, kCache, vCache, slots] { try requireDevice(t, "writeKV") }
-        guard k.shape.rank == 3, k.shape == v.shape, kCache.shape.rank == 3, kCache.shape == vCache.shape,
-              k.shape.dims.dropFirst() == kCache.shape.dims.dropFirst(), k.dtype == .f32, v.dtype == .f32,
-              kCache.dtype == vCache.dtype, let kv = Self.cacheSuffix(kCache.dtype),
-              slots.dtype == .i32, slots.shape == [k.shape[0]] else {
-            throw OspreyError.invalidTensor("writeKV of k \(k.dtype) \(k.shape), v \(v.dtype) \(v.shape) into \(kCache.dtype) \(kCache.shape) / \(vCache.dtype) \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
-        }
+        let kv = try checkKVStore(k: k, v: v, kCache: kCache, vCache: vCache, slots: slots)
         let (T, W, rows) = (k.shape[0], k.shape[1] * k.shape[2], kCache.shape[0])
         guard T > 0, W > 0 else { return }
         let vec = W % 4 == 0 && [k, v, kCache, vCache].allSatisfy { ptr($0) % 16 == 0 }
@@ -108,6 +92,29 @@ extension CUDABackend {
             .pointer(ptr(k)), .pointer(ptr(v)), .pointer(ptr(kCache)), .pointer(ptr(vCache)), .pointer(ptr(slots)),
             .int(Int32(T)), .int(Int32(vec ? W / 4 : W)), .int(Int32(rows)),
         ])
+    }
+
+    /// The checks of `rope(q, k, positions:)` (and `ropeWriteKV`): q [T, Hq, D], k [T, Hk, D] f32,
+    /// D / 2 f32 frequencies, i32 positions [T], all on this GPU.
+    private func checkRopePair(_ q: Tensor, _ k: Tensor, positions: Tensor, invFreq: Tensor) throws {
+        for t in [q, k, positions, invFreq] { try requireDevice(t, "rope") }
+        guard q.shape.rank == 3, k.shape.rank == 3, q.shape[0] == k.shape[0], q.shape[2] == k.shape[2], q.dtype == .f32, k.dtype == .f32,
+              q.shape[2] == 2 * invFreq.count, invFreq.dtype == .f32, positions.dtype == .i32, positions.shape == [q.shape[0]] else {
+            throw OspreyError.invalidTensor("rope of q \(q.shape) and k \(k.shape) with \(invFreq.count) frequencies at \(positions.dtype) positions \(positions.shape)")
+        }
+    }
+
+    /// The checks of `writeKV` (and `ropeWriteKV`): k, v f32 [T, Hkv, D] into caches [rows, Hkv, D] of
+    /// one dtype a cache kernel takes, i32 slots [T], all on this GPU; returns that dtype's kernel suffix.
+    private func checkKVStore(k: Tensor, v: Tensor, kCache: Tensor, vCache: Tensor, slots: Tensor) throws -> String {
+        for t in [k, v, kCache, vCache, slots] { try requireDevice(t, "writeKV") }
+        guard k.shape.rank == 3, k.shape == v.shape, kCache.shape.rank == 3, kCache.shape == vCache.shape,
+              k.shape.dims.dropFirst() == kCache.shape.dims.dropFirst(), k.dtype == .f32, v.dtype == .f32,
+              kCache.dtype == vCache.dtype, let kv = Self.cacheSuffix(kCache.dtype), kCache.shape[0] <= Int(Int32.max),
+              slots.dtype == .i32, slots.shape == [k.shape[0]] else {
+            throw OspreyError.invalidTensor("writeKV of k \(k.dtype) \(k.shape), v \(v.dtype) \(v.shape) into \(kCache.dtype) \(kCache.shape) / \(vCache.dtype) \(vCache.shape) at \(slots.dtype) slots \(slots.shape)")
+        }
+        return kv
     }
 
     public func pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, sinks: Tensor?, layout: PagedLayout, window: Int?, scale: Float) throws -> Tensor {

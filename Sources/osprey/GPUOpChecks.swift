@@ -103,8 +103,7 @@ struct OpChecks {
         }
         for (T, Hn, D, start) in [(5, 4, 16, 0), (1, 8, 64, 4095), (12, 3, 24, 100_000)] {
             let x = random([T, Hn, D])
-            let freqs: [Float] = (0..<(D / 2)).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / Double(D))) }
-            let f = Tensor(freqs, shape: [D / 2])
+            let f = inverseFrequencies(D)
             try gpu.beginStep()
             out.append(try compare("rope", "T\(T) heads\(Hn) D\(D) start\(start)", gpu: gpu.rope(up(x), start: start, invFreq: up(f), scaling: 1.3466),
                                    cpu: cpu.rope(x, start: start, invFreq: f, scaling: 1.3466)))
@@ -305,7 +304,7 @@ extension OpChecks {
             let starts: [Int32] = [0, 9, 4095, 2, 100_000, 7]
             let slots = i32((0..<T).map { (t: Int) -> Int32 in t == 1 ? -1 : Int32((t * 7 + 3) % 40) })
             let positions = i32((0..<T).map { (t: Int) -> Int32 in starts[t % 6] })
-            let freqs = Tensor((0..<(D / 2)).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / Double(D))) }, shape: [D / 2])
+            let freqs = inverseFrequencies(D)
             let (gk, gv) = (try up(kCache), try up(vCache))
             try gpu.beginStep()
             let gq = try gpu.ropeWriteKV(q: up(q), k: up(k), v: up(v), positions: up(positions), invFreq: up(freqs), scaling: 1.3466,
@@ -319,7 +318,7 @@ extension OpChecks {
             out.append(try compare("ropeWriteKV v cache", shape, gpu: gv, cpu: vCache, bound: 0))
         }
         let x = random([7, 8, 64])
-        let freqs = Tensor((0..<32).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / 64)) }, shape: [32])
+        let freqs = inverseFrequencies(64)
         let positions = i32([0, 4095, 5, 100_000, 17, 17, 3])
         try gpu.beginStep()
         out.append(try compare("rope(positions:)", "T7 heads8 D64 positions 0...100000", gpu: gpu.rope(up(x), positions: up(positions), invFreq: up(freqs), scaling: 1.3466),
@@ -333,6 +332,11 @@ extension OpChecks {
         try gpu.beginStep()
         out.append(try compare("gatherRows", "T9 H2880 rows [8, 0, 3, 3]", gpu: gpu.gatherRows(up(rows), rows: up(picks)), cpu: cpu.gatherRows(rows, rows: picks), bound: 0))
         return out
+    }
+
+    /// RoPE inverse frequencies of head size D with gpt-oss's theta (150,000), [D / 2].
+    func inverseFrequencies(_ D: Int) -> Tensor {
+        Tensor((0..<(D / 2)).map { i in Float(1 / Foundation.pow(150_000.0, Double(2 * i) / Double(D))) }, shape: [D / 2])
     }
 
     /// One pagedAttention comparison on a random paged cache: blocks handed out in a random order,

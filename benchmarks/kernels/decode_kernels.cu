@@ -32,38 +32,10 @@ static int num_sms;
 // The production decode code with its registers capped so that 6 CTAs of 128 threads fit an SM.
 __global__ void __launch_bounds__(128, 6) linear_lb6_n12(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<12, true>(LINEAR_DECODE_PASS); }
 __global__ void __launch_bounds__(128, 6) linear_lb6_n16(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<16, true>(LINEAR_DECODE_PASS); }
-// A candidate: the production decode linear (one matrix) without staging x in shared memory: each
-// lane reads its x chunks straight from global memory (L1 hits after the SM's first warp), so no
-// block barrier sits between the weights' arrival and the dot products.
+// The production decode linear reading x from global memory (linear_bf16_decode_direct_nN), also
+// for the 16-load rows production stages (o_proj).
 template <int NL>
-__global__ void linear_direct(const float* x, const unsigned short* W, float* out, int O, int T, int I) {
-    pdl_trigger();
-    int o = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
-    bool live = o < O;
-    const uint4* row = (const uint4*)(W + (long long)(live ? o : 0) * I);
-    int n8 = I / 8;
-    uint4 p[NL];
-    #pragma unroll
-    for (int u = 0; u < NL; u++) {
-        int c = lane + 32 * u;
-        p[u] = live && c < n8 ? row[c] : make_uint4(0u, 0u, 0u, 0u);
-    }
-    pdl_wait();
-    if (!live) return;
-    float acc[DEC_T];
-    #pragma unroll
-    for (int j = 0; j < DEC_T; j++) acc[j] = 0.f;
-    #pragma unroll
-    for (int u = 0; u < NL; u++) {
-        int c = lane + 32 * u;
-        if (c < n8) bf16x8_dot(p[u], x + (long long)c * 8, I, T, acc);
-    }
-    #pragma unroll
-    for (int j = 0; j < DEC_T; j++) {
-        float s = warp_sum(acc[j]);
-        if (lane == 0 && j < T) out[(long long)j * O + o] = s;
-    }
-}
+__global__ void linear_direct(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<NL, false>(LINEAR_DECODE_PASS); }
 
 // The production MoE decode code with its registers capped so that 3 CTAs of 256 threads fit an SM.
 template <int NC>
@@ -132,7 +104,10 @@ static void bench_linear(const char* name, int O, int I) {
         for (int threads : {128, 256}) {
             auto f = loads <= 12 ? linear_direct<12> : linear_direct<16>;
             snprintf(label, sizeof label, "x read from global (no staging), %d threads per CTA", threads);
-            candidate(label, [&](int c) { f<<<(O * 32 + threads - 1) / threads, threads>>>(x, W + (size_t)c * O * I, out, O, T, I); });
+            candidate(label, [&](int c) {
+                const unsigned short* w = W + (size_t)c * O * I;
+                f<<<(O * 32 + threads - 1) / threads, threads>>>(x, w, w, w, nullptr, nullptr, nullptr, 0, out, out, out, O, 0, 0, T, I);
+            });
         }
         {
             auto f = loads <= 12 ? linear_lb6_n12 : linear_lb6_n16;

@@ -22,17 +22,19 @@ __device__ __forceinline__ void rope_table(float* cs, const float* inv_freq, int
     __syncthreads();
 }
 
-// Rows row0 .. row0 + n - 1 of x ([*, D]) rotated into out with the table cs.
-__device__ __forceinline__ void rope_rows(const float* x, float* out, long long row0, int n, const float* cs, int D) {
+// Rows src0 .. src0 + n - 1 of x ([*, D]) rotated with the table cs into rows dst0 .. of out
+// (f32, or a bf16 cache rounded as write_kv rounds: kv_store).
+template <typename C>
+__device__ __forceinline__ void rope_rows(const float* x, long long src0, C* out, long long dst0, int n, const float* cs, int D) {
     int half = D / 2;
     for (int e = threadIdx.x; e < n * half; e += blockDim.x) {
         int r = e / half, i = e % half;
-        const float* xr = x + (row0 + r) * D;
-        float* yr = out + (row0 + r) * D;
+        const float* xr = x + (src0 + r) * D;
+        long long y = (dst0 + r) * D;
         float c = cs[i], s = cs[half + i];
         float x1 = xr[i], x2 = xr[half + i];
-        yr[i] = x1 * c - x2 * s;
-        yr[half + i] = x2 * c + x1 * s;
+        kv_store(out, y + i, x1 * c - x2 * s);
+        kv_store(out, y + half + i, x2 * c + x1 * s);
     }
 }
 
@@ -41,7 +43,7 @@ extern "C" __global__ void rope(const float* x, float* out, const float* inv_fre
     extern __shared__ float cs[];
     int t = blockIdx.x;
     rope_table(cs, inv_freq, D / 2, start + t, scaling);
-    rope_rows(x, out, (long long)t * heads, heads, cs, D);
+    rope_rows(x, (long long)t * heads, out, (long long)t * heads, heads, cs, D);
 }
 
 extern "C" __global__ void rope_positions(const float* x, float* out, const float* inv_freq, int heads, int D, const int* positions, float scaling) {
@@ -49,7 +51,7 @@ extern "C" __global__ void rope_positions(const float* x, float* out, const floa
     extern __shared__ float cs[];
     int t = blockIdx.x;
     rope_table(cs, inv_freq, D / 2, positions[t], scaling);
-    rope_rows(x, out, (long long)t * heads, heads, cs, D);
+    rope_rows(x, (long long)t * heads, out, (long long)t * heads, heads, cs, D);
 }
 
 // rope_positions of q [T, hq, D] and k [T, hk, D] in one launch, one block per token.
@@ -59,8 +61,8 @@ extern "C" __global__ void rope_positions_qk(const float* q, const float* k, flo
     extern __shared__ float cs[];
     int t = blockIdx.x;
     rope_table(cs, inv_freq, D / 2, positions[t], scaling);
-    rope_rows(q, qout, (long long)t * hq, hq, cs, D);
-    rope_rows(k, kout, (long long)t * hk, hk, cs, D);
+    rope_rows(q, (long long)t * hq, qout, (long long)t * hq, hq, cs, D);
+    rope_rows(k, (long long)t * hk, kout, (long long)t * hk, hk, cs, D);
 }
 
 // rope_positions_qk, except that token t's rotated k rows and its v rows go to row slots[t] of the
@@ -75,18 +77,11 @@ __device__ __forceinline__ void rope_write_kv_impl(const float* q, const float* 
     int t = blockIdx.x, half = D / 2;
     int h0 = blockIdx.y * hpb, h1 = min(h0 + hpb, hq + hk);
     rope_table(cs, inv_freq, half, positions[t], scaling);
-    if (h0 < hq) rope_rows(q, qout, (long long)t * hq + h0, min(h1, hq) - h0, cs, D);
+    if (h0 < hq) rope_rows(q, (long long)t * hq + h0, qout, (long long)t * hq + h0, min(h1, hq) - h0, cs, D);
     int slot = slots[t], k0 = max(h0, hq) - hq, nk = h1 - hq - k0;  // this block's k (and v) heads: k0 .. k0 + nk - 1
     if (slot < 0 || slot >= rows || nk <= 0) return;
+    rope_rows(k, (long long)t * hk + k0, kc, (long long)slot * hk + k0, nk, cs, D);
     long long src = ((long long)t * hk + k0) * D, dst = ((long long)slot * hk + k0) * D;
-    for (int e = threadIdx.x; e < nk * half; e += blockDim.x) {
-        int r = e / half, i = e % half;
-        const float* xr = k + src + (long long)r * D;
-        float c = cs[i], s = cs[half + i];
-        float x1 = xr[i], x2 = xr[half + i];
-        kv_store(kc, dst + (long long)r * D + i, x1 * c - x2 * s);
-        kv_store(kc, dst + (long long)r * D + half + i, x2 * c + x1 * s);
-    }
     for (int e = threadIdx.x; e < nk * D; e += blockDim.x) kv_store(vc, dst + e, v[src + e]);
 }
 
