@@ -172,7 +172,8 @@ extension CUDABackend {
     }
 
     /// Up to 3 bf16 linear layers over the same 1-4 rows in one launch (a warp per output row, 4
-    /// or 8 per block, x staged in shared memory); nil when the shapes do not fit that kernel.
+    /// or 8 per block, x staged in shared memory; one token: the matrix copied to shared memory
+    /// where it fits); nil when the shapes do not fit those kernels.
     private func decodeLinears(_ x: Tensor, _ layers: [(weight: Tensor, bias: Tensor?)]) throws -> [Tensor]? {
         guard let first = layers.first, layers.count <= 3, x.dtype == .f32, x.device == device, first.weight.shape.rank == 2 else { return nil }
         let I = first.weight.shape[1], T = x.count / max(I, 1)
@@ -195,6 +196,20 @@ extension CUDABackend {
             n.append(.int(Int32(l?.weight.shape[0] ?? 0)))
         }
         let rows = layers.reduce(0) { $0 + $1.weight.shape[0] }
+        let args: [KernelArgument] = [.pointer(ptr(x))] + w + b + [bdt] + o + n + [.int(Int32(T)), .int(Int32(I))]
+        // One token on sm_90 with the whole matrix fitting the SMs' shared memory: copied there
+        // before the wait (linear.cu; resident_kernels.cu: o_proj 9.6 -> 5.4 µs, q/k/v 11.5 -> 5.0
+        // after 8 µs of work ahead; engine batch 1 on the H200: +1-4%, 2 blocks per SM lost 1-2%).
+        // At most 3 rows per warp, 32 warps; 64 bytes for the mbarrier.
+        let perSM = context.residentLinearBlocksPerSM
+        if T == 1, perSM > 0, context.computeCapability.major >= 9 {
+            let R = (rows + perSM * context.multiprocessors - 1) / (perSM * context.multiprocessors)
+            if R <= 96, R * I * 2 + 64 <= context.sharedMemoryPerBlock {
+                try context.launch("Linear", "linear_bf16_resident_n\(loads)", grid: ((rows + R - 1) / R, 1, 1), block: 32 * ((R + 2) / 3),
+                                   sharedBytes: R * I * 2, args + [.int(Int32(R))])
+                return outs
+            }
+        }
         // benchmarks/kernels/decode_kernels.cu on the H200 (2026-11-29), µs at 1 / 4 tokens: one
         // token stages x, in blocks of 8 warps for q/k/v (5120 x 2880: 14.5 vs 15.4 with 4) but 4 for
         // lm_head (201088 x 2880: 280 vs 296) and o_proj (2880 x 4096: 11.6 vs 11.8); 4 tokens over
@@ -204,8 +219,7 @@ extension CUDABackend {
         let direct = T == 4 && loads <= 12
         let warps = direct || loads > 12 || (T == 1 && rows > 16_384) ? 4 : 8
         try context.launch("Linear", "linear_bf16_decode_\(direct ? "direct_" : "")n\(loads)",
-                           grid: ((rows + warps - 1) / warps, 1, 1), block: 32 * warps, sharedBytes: direct ? 0 : T * I * 4,
-                           [.pointer(ptr(x))] + w + b + [bdt] + o + n + [.int(Int32(T)), .int(Int32(I))])
+                           grid: ((rows + warps - 1) / warps, 1, 1), block: 32 * warps, sharedBytes: direct ? 0 : T * I * 4, args)
         return outs
     }
 

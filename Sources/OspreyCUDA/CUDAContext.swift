@@ -27,6 +27,8 @@ public final class CUDAContext: @unchecked Sendable {
     public let name: String
     public let computeCapability: (major: Int, minor: Int)
     public let totalMemory: Int
+    /// Streaming multiprocessors, and the shared memory one block may opt into (bytes).
+    public let multiprocessors: Int, sharedMemoryPerBlock: Int
     /// The driver's CUDA version as cuDriverGetVersion gives it (13000 for 13.0).
     public let driverVersion: Int
     public internal(set) var stats = CUDAStats()
@@ -63,6 +65,10 @@ public final class CUDAContext: @unchecked Sendable {
     /// bf16, as a bf16 checkpoint's attention computes them; relative error ~1e-3). Off, or with
     /// OSPREY_PAGED_MMA=0: paged_rows, f32 math.
     public var pagedTensorCores = ProcessInfo.processInfo.environment["OSPREY_PAGED_MMA"] != "0"
+    /// One-token bf16 linears whose matrix fits the SMs' shared memory (q/k/v, o_proj) copy it there
+    /// before they wait for the kernel ahead (linear_bf16_resident_nN, sm_90+), in this many blocks
+    /// per SM; 0 (or OSPREY_RESIDENT_LINEARS=0): the staged kernels only.
+    public var residentLinearBlocksPerSM = Int(ProcessInfo.processInfo.environment["OSPREY_RESIDENT_LINEARS"] ?? "") ?? 1
     /// Built-in kernels are launched with programmatic dependent launch (Hopper+): each begins with
     /// pdl_trigger() / pdl_wait() (common.cuh), so the next one starts, and fetches its weights,
     /// while the one before it still runs. On with compute capability 9+ unless OSPREY_PDL=0.
@@ -99,6 +105,10 @@ public final class CUDAContext: @unchecked Sendable {
         try d.check(d.cuDeviceGetAttribute(&major, 75, dev), "cuDeviceGetAttribute(COMPUTE_CAPABILITY_MAJOR)")
         try d.check(d.cuDeviceGetAttribute(&minor, 76, dev), "cuDeviceGetAttribute(COMPUTE_CAPABILITY_MINOR)")
         try d.check(d.cuDriverGetVersion(&driverVersion), "cuDriverGetVersion")
+        var sms: Int32 = 0, sharedOptIn: Int32 = 0
+        try d.check(d.cuDeviceGetAttribute(&sms, 16, dev), "cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)")
+        try d.check(d.cuDeviceGetAttribute(&sharedOptIn, 97, dev), "cuDeviceGetAttribute(MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)")
+        (multiprocessors, sharedMemoryPerBlock) = (Int(sms), Int(sharedOptIn))
         var total = 0
         try d.check(d.cuDeviceTotalMem(&total, dev), "cuDeviceTotalMem_v2")
         var ctx: OpaquePointer?

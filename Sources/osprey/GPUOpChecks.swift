@@ -78,17 +78,33 @@ struct OpChecks {
                                    gpu: gpu.linear(up(x), weight: up(w), bias: b.map(up)), cpu: cpu.linear(x, weight: w, bias: b),
                                    bound: gemm ? 1e-2 : 1e-4))
         }
-        for (T, I) in [(1, 2880), (3, 64)] {  // q, k and v in one launch
+        // One token on sm_90 copies the matrix to shared memory where it fits (resident: 1 or 2
+        // blocks per SM; 0 = the staged kernel): o_proj's shape and gpt-oss's q/k/v each way.
+        let residentSetting = gpu.context.residentLinearBlocksPerSM
+        defer { gpu.context.residentLinearBlocksPerSM = residentSetting }
+        for perSM in [0, 1, 2] {
+            gpu.context.residentLinearBlocksPerSM = perSM
+            let (O, I) = (2880, 4096)
+            let x = random([1, I]), w = random([O, I], .bf16, scale: 0.2), b = random([O], .bf16)
+            try gpu.beginStep()
+            out.append(try compare("linear", "T1 O\(O) I\(I) bf16 +bias, resident \(perSM)/SM", gpu: gpu.linear(up(x), weight: up(w), bias: up(b)),
+                                   cpu: cpu.linear(x, weight: w, bias: b)))
+        }
+        gpu.context.residentLinearBlocksPerSM = residentSetting
+        for (T, I, O, perSM) in [(1, 2880, [96, 32, 32], residentSetting), (1, 2880, [4096, 512, 512], 1), (1, 2880, [4096, 512, 512], 0),
+                                 (3, 64, [96, 32, 32], residentSetting)] {  // q, k and v in one launch
+            gpu.context.residentLinearBlocksPerSM = perSM
             let x = random([T, I])
-            let ws = [random([96, I], .bf16, scale: 0.2), random([32, I], .bf16, scale: 0.2), random([32, I], .bf16, scale: 0.2)]
-            let bs = [random([96], .bf16), random([32], .bf16), random([32], .bf16)]
+            let ws = O.map { random([$0, I], .bf16, scale: 0.2) }
+            let bs = O.map { random([$0], .bf16) }
             try gpu.beginStep()
             let g = try gpu.linears(up(x), try zip(ws, bs).map { (try up($0), try up($1)) })
             for i in 0..<3 {
-                out.append(try compare("linears[\(i)]", "T\(T) O\(ws[i].shape[0]) I\(I) bf16 +bias (one launch)", gpu: g[i],
+                out.append(try compare("linears[\(i)]", "T\(T) O\(ws[i].shape[0]) I\(I) bf16 +bias (one launch, resident \(perSM)/SM)", gpu: g[i],
                                        cpu: cpu.linear(x, weight: ws[i], bias: bs[i])))
             }
         }
+        gpu.context.residentLinearBlocksPerSM = residentSetting
         // From 16 rows: one bf16 conversion of x for the three GEMMs, f32 biases added by cuBLASLt's epilogue.
         for (T, I) in [(16, 2880), (64, 2880), (300, 64)] {
             let x = random([T, I])

@@ -76,7 +76,7 @@ import Testing
 
     /// Built-in kernels are launched before the kernel ahead of them has finished (programmatic
     /// dependent launch), so each entry point must begin with `pdl_trigger(); pdl_wait();`. The
-    /// kernels that prefetch weights first (the decode linears, staged or direct; the fused router) begin with
+    /// kernels that prefetch weights first (the decode linears, staged, direct or resident; the fused router) begin with
     /// `pdl_trigger();` and must wait before their first read of an input. A kernel added without
     /// these would read its inputs before they are written.
     @Test func everyKernelWaitsForTheKernelAhead() throws {
@@ -89,6 +89,9 @@ import Testing
                 #expect(first == "pdl_trigger();", "\(source.name): \(name) does not begin with pdl_trigger()")
                 if name.hasPrefix("linear_bf16_decode_") {  // _nN and _direct_nN
                     #expect(second.hasPrefix("linear_decode_preloaded<") && source.text.contains("pdl_wait();  // weights requested"),
+                            "\(source.name): \(name)")
+                } else if name.hasPrefix("linear_bf16_resident_") {  // bulk copies requested, then the wait
+                    #expect(second.hasPrefix("linear_resident<") && source.text.contains("__syncthreads();\n    pdl_wait();  // weights requested"),
                             "\(source.name): \(name)")
                 } else if name == "add_rms_norm_route" {
                     let rest = source.text[match.range.upperBound...]

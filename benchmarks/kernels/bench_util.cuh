@@ -1,5 +1,6 @@
-// Shared by the kernel microbenchmarks (decode_kernels.cu, grouped_kernels.cu, prefetch_kernels.cu):
-// error checks, a deterministic xorshift generator, rotating weight copies and launch timing with CUDA events.
+// Shared by the kernel microbenchmarks (decode_kernels.cu, grouped_kernels.cu, prefetch_kernels.cu,
+// resident_kernels.cu): error checks, a deterministic xorshift generator, rotating weight copies,
+// launches with programmatic dependent launch, and timing of launches and graphs with CUDA events.
 #pragma once
 #include <cuda_runtime.h>
 #include <cstdio>
@@ -42,4 +43,40 @@ static double time_us(int copies, int reps, const std::function<void(int)>& laun
     CK(cudaEventElapsedTime(&ms, a, b));
     CK(cudaEventDestroy(a)); CK(cudaEventDestroy(b));
     return 1000.0 * ms / reps;
+}
+
+// Launches f on stream s, with programmatic dependent launch when `pdl` (as Osprey launches).
+template <typename... Args>
+static void launch_ex(void (*f)(Args...), dim3 g, dim3 b, size_t sh, cudaStream_t s, bool pdl, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = g; cfg.blockDim = b; cfg.dynamicSmemBytes = sh; cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr; cfg.numAttrs = pdl ? 1 : 0;
+    CK(cudaLaunchKernelEx(&cfg, f, args...));
+}
+
+// Mean µs per iteration of the graph that `capture()` records on stream s (`iterations` of them),
+// over `reps` replays after one untimed replay.
+static double graph_us(cudaStream_t s, int iterations, int reps, const std::function<void()>& capture) {
+    cudaGraph_t g;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    capture();
+    CK(cudaStreamEndCapture(s, &g));
+    cudaGraphExec_t e;
+    CK(cudaGraphInstantiate(&e, g, 0));
+    CK(cudaGraphLaunch(e, s));
+    CK(cudaStreamSynchronize(s));
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
+    CK(cudaEventRecord(a, s));
+    for (int r = 0; r < reps; r++) CK(cudaGraphLaunch(e, s));
+    CK(cudaEventRecord(b, s));
+    CK(cudaEventSynchronize(b));
+    float ms = 0.f;
+    CK(cudaEventElapsedTime(&ms, a, b));
+    CK(cudaEventDestroy(a)); CK(cudaEventDestroy(b));
+    CK(cudaGraphExecDestroy(e)); CK(cudaGraphDestroy(g));
+    return 1000.0 * ms / ((double)reps * iterations);
 }

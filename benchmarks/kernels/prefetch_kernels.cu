@@ -41,17 +41,6 @@ __global__ void prefetch_bulk(const char* p, long long bytes, int chunk) {
     }
 }
 
-template <typename... Args>
-static void launch(void (*f)(Args...), dim3 g, dim3 b, size_t sh, cudaStream_t s, bool pdl, Args... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = g; cfg.blockDim = b; cfg.dynamicSmemBytes = sh; cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr; cfg.numAttrs = pdl ? 1 : 0;
-    CK(cudaLaunchKernelEx(&cfg, f, args...));
-}
-
 enum Prefetch { none, lines, bulk };
 
 static void bench(const char* name, int O, int I, int sms) {
@@ -71,38 +60,22 @@ static void bench(const char* name, int O, int I, int sms) {
     const int N = 4 * copies, reps = 10;
     // µs per iteration of the graph: spin(S) [-> linear], prefetch p on the side branch.
     auto run = [&](double S, bool pdl, Prefetch p, bool linear, int grid, int chunk) {
-        cudaGraph_t g;
-        CK(cudaStreamBeginCapture(s1, cudaStreamCaptureModeGlobal));
-        for (int i = 0; i < N; i++) {
-            const unsigned short* w = W + (size_t)(i % copies) * O * I;
-            if (p != none) {
-                CK(cudaEventRecord(fork, s1));
-                CK(cudaStreamWaitEvent(s2, fork, 0));
-                if (p == lines) launch(prefetch_lines, dim3(grid), dim3(256), 0, s2, false, (const char*)w, (long long)wbytes);
-                else launch(prefetch_bulk, dim3(grid), dim3(32), 0, s2, false, (const char*)w, (long long)wbytes, chunk);
+        return graph_us(s1, N, reps, [&] {
+            for (int i = 0; i < N; i++) {
+                const unsigned short* w = W + (size_t)(i % copies) * O * I;
+                if (p != none) {
+                    CK(cudaEventRecord(fork, s1));
+                    CK(cudaStreamWaitEvent(s2, fork, 0));
+                    if (p == lines) launch_ex(prefetch_lines, dim3(grid), dim3(256), 0, s2, false, (const char*)w, (long long)wbytes);
+                    else launch_ex(prefetch_bulk, dim3(grid), dim3(32), 0, s2, false, (const char*)w, (long long)wbytes, chunk);
+                }
+                launch_ex(spin, dim3(1), dim3(32), 0, s1, pdl, (long long)(S * 1980));
+                if (linear)
+                    launch_ex(lin, dim3((O + 3) / 4), dim3(128), (size_t)I * 4, s1, pdl, (const float*)x, w, w, w, (const void*)nullptr,
+                              (const void*)nullptr, (const void*)nullptr, 0, out, out, out, O, 0, 0, 1, I);
             }
-            launch(spin, dim3(1), dim3(32), 0, s1, pdl, (long long)(S * 1980));
-            if (linear)
-                launch(lin, dim3((O + 3) / 4), dim3(128), (size_t)I * 4, s1, pdl, (const float*)x, w, w, w, (const void*)nullptr,
-                       (const void*)nullptr, (const void*)nullptr, 0, out, out, out, O, 0, 0, 1, I);
-        }
-        if (p != none) { CK(cudaEventRecord(join, s2)); CK(cudaStreamWaitEvent(s1, join, 0)); }
-        CK(cudaStreamEndCapture(s1, &g));
-        cudaGraphExec_t e;
-        CK(cudaGraphInstantiate(&e, g, 0));
-        CK(cudaGraphLaunch(e, s1));
-        CK(cudaStreamSynchronize(s1));
-        cudaEvent_t a, b;
-        CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
-        CK(cudaEventRecord(a, s1));
-        for (int r = 0; r < reps; r++) CK(cudaGraphLaunch(e, s1));
-        CK(cudaEventRecord(b, s1));
-        CK(cudaEventSynchronize(b));
-        float ms = 0.f;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        CK(cudaEventDestroy(a)); CK(cudaEventDestroy(b));
-        CK(cudaGraphExecDestroy(e)); CK(cudaGraphDestroy(g));
-        return 1000.0 * ms / (reps * N);
+            if (p != none) { CK(cudaEventRecord(join, s2)); CK(cudaStreamWaitEvent(s1, join, 0)); }
+        });
     };
     printf("\n### %s (%.1f MB per copy, %d copies)\n\n", name, wbytes / 1e6, copies);
     printf("| spin (µs) | PDL | prefetch | µs per iteration | spin alone | linear adds (µs) | linear's GB/s |\n|---|---|---|---|---|---|---|\n");

@@ -1,6 +1,6 @@
 // Shared device helpers for Osprey's kernels: weight loads by dtype (f32, f16, bf16 widened to
 // f32 without toolkit headers), the MXFP4 scale and e2m1 values, the clamped SwiGLU, bf16
-// rounding, and warp/block reductions. Included by every
+// rounding, warp/block reductions, the bf16 MMA, and the sm_90 mbarrier / bulk-copy helpers. Included by every
 // kernel source; the Swift side passes it to NVRTC as a header named "common.cuh".
 #pragma once
 
@@ -220,4 +220,58 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], unsigned int a0, unsigne
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+// mbarriers and bulk copies (moe_grouped_tma.cu, linear.cu's resident decode linears). The
+// instructions exist from sm_90; elsewhere (sm_80 builds, the host pass of benchmarks that include
+// the kernels) these helpers are empty, and their launchers never pick the kernels that call them.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define SM90_ASYNC 1
+#else
+#define SM90_ASYNC 0
+#endif
+
+__device__ __forceinline__ void mbar_init(unsigned long long* bar, unsigned count) {
+#if SM90_ASYNC
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+#endif
+}
+
+// Makes the thread's mbarrier initialisations visible to the bulk-copy (async) proxy; then a CTA barrier.
+__device__ __forceinline__ void mbar_init_fence() {
+#if SM90_ASYNC
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void mbar_arrive(unsigned long long* bar) {
+#if SM90_ASYNC
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
+#endif
+}
+
+__device__ __forceinline__ void mbar_expect_tx(unsigned long long* bar, unsigned bytes) {
+#if SM90_ASYNC
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+#endif
+}
+
+// Returns once the phase of `bar` with this parity has completed.
+__device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned parity) {
+#if SM90_ASYNC
+    unsigned done = 0;
+    while (!done) {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}"
+                     : "=r"(done) : "r"(smem_u32(bar)), "r"(parity) : "memory");
+    }
+#endif
+}
+
+// `bytes` (a multiple of 16; both addresses 16-byte aligned) from global to shared memory, counted on bar.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes, unsigned long long* bar) {
+#if SM90_ASYNC
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
+#endif
 }

@@ -5,12 +5,18 @@
 // `linear_bf16_decode_nN` the one for 1-4 tokens: each lane issues all N of its 16-byte loads of
 // the row before using any (N = ceil(I / 256), rows up to 4,096 inputs) while the block stages x
 // in shared memory, so a warp waits for memory once (linear_bf16_decode_direct_nN: x read from
-// global memory instead, for 4 tokens); longer rows take linear_bf16x8. Prefill-sized
+// global memory instead, for 4 tokens); `linear_bf16_resident_nN` the one for 1 token on sm_90
+// when the whole matrix fits the SMs' shared memory (q/k/v, o_proj): each block copies its rows
+// there with one bulk copy before it waits for the kernel ahead, so the attention and norm kernels
+// ahead hide the read. Longer rows take linear_bf16x8. Prefill-sized
 // inputs go through cuBLASLt instead (CUDABackend+GEMM.swift), with `to_bf16` and `add_bias`.
 // Measured on the H200 (2026-11-29, 20b shape, engine batch 1 with graphs): staging x with 8 loads
 // in flight per thread instead of a load-store loop took batch 1 from 331.5 to 343.7 tok/s and
 // batch 4 from 615.5 to 656.6; a variant with one CTA of 8 warps per SM looping over rows (two
 // rows in flight per warp, x staged once) was slower (328 vs 334 at batch 1) and was dropped.
+// The resident kernels (benchmarks/kernels/resident_kernels.cu, 2026-11-30): a linear after 8-16 µs
+// of other work adds 5.4 / 5.0 µs (o_proj / q/k/v) instead of 9.6 / 11.5 with 1-CTA work ahead,
+// 8.2 / 7.3 instead of 11.8 / 14.7 when attention-like work fills the SMs.
 // Launcher: CUDABackend+Ops.swift.
 #include "common.cuh"
 
@@ -165,6 +171,69 @@ extern "C" __global__ void linear_bf16_decode_n16(LINEAR_DECODE_ARGS) { pdl_trig
 extern "C" __global__ void linear_bf16_decode_direct_n4(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<4, false>(LINEAR_DECODE_PASS); }
 extern "C" __global__ void linear_bf16_decode_direct_n8(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<8, false>(LINEAR_DECODE_PASS); }
 extern "C" __global__ void linear_bf16_decode_direct_n12(LINEAR_DECODE_ARGS) { pdl_trigger(); linear_decode_preloaded<12, false>(LINEAR_DECODE_PASS); }
+
+// One token, rows split over the grid: block b owns rows [b * R, b * R + R) of W0 | W1 | W2 (R * I
+// * 2 bytes of dynamic shared memory, one bulk copy per matrix it touches, all requested before
+// the wait); after it each lane loads its NL x chunks into registers at once (one L2 round trip),
+// then each warp dots rows w, w + warps, w + 2 * warps (blockDim = 32 * ceil(R / 3)) from shared
+// memory. The same sums in the same order as linear_decode_preloaded (equal outputs in
+// benchmarks/kernels/resident_kernels.cu).
+template <int NL>
+__device__ __forceinline__ void linear_resident(LINEAR_DECODE_ARGS, int R) {
+    extern __shared__ __align__(128) unsigned char srows[];
+    __shared__ __align__(8) unsigned long long bar;
+    int rows = O0 + O1 + O2, r0 = blockIdx.x * R, r1 = min(r0 + R, rows);
+    long long rowBytes = (long long)I * 2;
+    if (threadIdx.x == 0) {
+        mbar_init(&bar, 1);
+        mbar_init_fence();
+        mbar_expect_tx(&bar, (unsigned)((r1 - r0) * rowBytes));
+        int base[4] = {0, O0, O0 + O1, rows};
+        const unsigned short* Ws[3] = {W0, W1, W2};
+        for (int m = 0; m < 3; m++) {
+            int a = max(r0, base[m]), b = min(r1, base[m + 1]);
+            if (a < b) bulk_copy(srows + (a - r0) * rowBytes, Ws[m] + (long long)(a - base[m]) * I, (unsigned)((b - a) * rowBytes), &bar);
+        }
+    }
+    __syncthreads();
+    pdl_wait();  // weights requested; x and the outputs belong to the kernels around this one
+    int warps = blockDim.x >> 5, w = threadIdx.x >> 5, lane = threadIdx.x & 31, n8 = I / 8;
+    float4 xr[NL][2];
+    #pragma unroll
+    for (int u = 0; u < NL; u++) {
+        int c = lane + 32 * u;
+        if (c < n8) { xr[u][0] = ((const float4*)x)[2 * c]; xr[u][1] = ((const float4*)x)[2 * c + 1]; }
+        else xr[u][0] = xr[u][1] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    mbar_wait(&bar, 0);
+    #pragma unroll
+    for (int k = 0; k < 3; k++) {
+        int r = r0 + w + k * warps;
+        if (r >= r1) break;
+        const uint4* row = (const uint4*)(srows + (r - r0) * rowBytes);
+        float acc = 0.f;
+        #pragma unroll
+        for (int u = 0; u < NL; u++) {
+            int c = lane + 32 * u;
+            if (c < n8) {
+                float wv[8];
+                bf16x8_unpack(row[c], wv);
+                float4 a = xr[u][0], b = xr[u][1];
+                acc += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z + wv[7] * b.w;
+            }
+        }
+        const void* bias = b0; float* out = out0; int o = r;
+        if (r >= O0 + O1) { o = r - O0 - O1; bias = b2; out = out2; }
+        else if (r >= O0) { o = r - O0; bias = b1; out = out1; }
+        float b = bias ? load_w(bias, o, bdt) : 0.f;
+        float s = warp_sum(acc);
+        if (lane == 0) out[o] = s + b;
+    }
+}
+extern "C" __global__ void linear_bf16_resident_n4(LINEAR_DECODE_ARGS, int R) { pdl_trigger(); linear_resident<4>(LINEAR_DECODE_PASS, R); }
+extern "C" __global__ void linear_bf16_resident_n8(LINEAR_DECODE_ARGS, int R) { pdl_trigger(); linear_resident<8>(LINEAR_DECODE_PASS, R); }
+extern "C" __global__ void linear_bf16_resident_n12(LINEAR_DECODE_ARGS, int R) { pdl_trigger(); linear_resident<12>(LINEAR_DECODE_PASS, R); }
+extern "C" __global__ void linear_bf16_resident_n16(LINEAR_DECODE_ARGS, int R) { pdl_trigger(); linear_resident<16>(LINEAR_DECODE_PASS, R); }
 
 // y = bf16(x), round to nearest even (NaN kept).
 extern "C" __global__ void to_bf16(const float* x, unsigned short* y, long long n) {

@@ -18,53 +18,6 @@
 #define GT_KS 128                 // inputs per stage: 4 blocks, two contiguous 4 KB runs of the tiled layout
 #define GT_ROW (2 * GT_KS + 64)   // bytes per pair in a stage: 256 of inputs + 64 (pairs 16 banks apart)
 
-__device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
-
-// The mbarrier and bulk-copy instructions exist from sm_90; elsewhere (sm_80 builds, the host pass
-// of benchmarks that include this file) these helpers are empty, and the kernels never call them.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define GT_SM90 1
-#else
-#define GT_SM90 0
-#endif
-
-__device__ __forceinline__ void mbar_init(unsigned long long* bar, unsigned count) {
-#if GT_SM90
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-#endif
-}
-
-__device__ __forceinline__ void mbar_arrive(unsigned long long* bar) {
-#if GT_SM90
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
-#endif
-}
-
-__device__ __forceinline__ void mbar_expect_tx(unsigned long long* bar, unsigned bytes) {
-#if GT_SM90
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-#endif
-}
-
-// Returns once the phase of `bar` with this parity has completed.
-__device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned parity) {
-#if GT_SM90
-    unsigned done = 0;
-    while (!done) {
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}"
-                     : "=r"(done) : "r"(smem_u32(bar)), "r"(parity) : "memory");
-    }
-#endif
-}
-
-// `bytes` (a multiple of 16; both addresses 16-byte aligned) from global to shared memory, counted on bar.
-__device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes, unsigned long long* bar) {
-#if GT_SM90
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                 ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(bar)) : "memory");
-#endif
-}
-
 // Row stride (bytes) of the CTA's scales in shared memory: at least nb, 4-byte reads of the 4
 // blocks of a stage, and an odd number of words, so the reads of rows g = 0..7 hit 8 banks.
 __device__ __forceinline__ int tma_scale_stride(int nb) { return ((nb + 3) & ~7) + 4; }
@@ -99,7 +52,7 @@ template <int MODE, int NP, int S>
 __device__ __forceinline__ void grouped_tma(const unsigned short* act, const int4* tiles, const int* order, const unsigned char* blocks,
                                             const unsigned char* scales, const void* bias, int bdt, void* out, int R, int K,
                                             float limit, float alpha) {
-#if GT_SM90
+#if SM90_ASYNC
     extern __shared__ __align__(16) unsigned char smem[];
     constexpr int STAGE_W = 2 * GM_STAGE_W, STAGE = STAGE_W + NP * GT_ROW, NT = NP / 8;
     const int4 tile = tiles[blockIdx.x];
@@ -116,7 +69,7 @@ __device__ __forceinline__ void grouped_tma(const unsigned short* act, const int
             mbar_init(&full[s], 1);
             mbar_init(&empty[s], 4);
         }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        mbar_init_fence();
     }
     __syncthreads();
 
