@@ -198,8 +198,8 @@ extension CUDABackend {
         let rows = layers.reduce(0) { $0 + $1.weight.shape[0] }
         let args: [KernelArgument] = [.pointer(ptr(x))] + w + b + [bdt] + o + n + [.int(Int32(T)), .int(Int32(I))]
         // One token on sm_90 with the whole matrix fitting the SMs' shared memory: copied there
-        // before the wait (linear.cu; resident_kernels.cu: o_proj 9.6 -> 5.4 µs, q/k/v 11.5 -> 5.0
-        // after 8 µs of work ahead; engine batch 1 on the H200: +1-4%, 2 blocks per SM lost 1-2%).
+        // before the wait (linear.cu; resident_kernels.cu: o_proj 9.8 -> 5.1 µs, q/k/v 11.8 -> 5.0
+        // after 8 µs of work ahead; engine batch 1 on the H200: +2.6%, 2 blocks per SM lost 1-2%).
         // At most 3 rows per warp, 32 warps; 64 bytes for the mbarrier.
         let perSM = context.residentLinearBlocksPerSM
         if T == 1, perSM > 0, context.computeCapability.major >= 9 {

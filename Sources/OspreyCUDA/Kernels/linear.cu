@@ -14,9 +14,10 @@
 // in flight per thread instead of a load-store loop took batch 1 from 331.5 to 343.7 tok/s and
 // batch 4 from 615.5 to 656.6; a variant with one CTA of 8 warps per SM looping over rows (two
 // rows in flight per warp, x staged once) was slower (328 vs 334 at batch 1) and was dropped.
-// The resident kernels (benchmarks/kernels/resident_kernels.cu, 2026-11-30): a linear after 8-16 µs
-// of other work adds 5.4 / 5.0 µs (o_proj / q/k/v) instead of 9.6 / 11.5 with 1-CTA work ahead,
-// 8.2 / 7.3 instead of 11.8 / 14.7 when attention-like work fills the SMs.
+// The resident kernels (benchmarks/kernels/resident_kernels.cu, H200, 2026-11-30): after 8 µs of
+// other work a linear adds 5.1 / 5.0 µs (o_proj / q/k/v) instead of 9.8 / 11.8 with 1-CTA work
+// ahead, 7.7 / 7.9 instead of 12.3 / 14.6 when attention-like work fills the SMs; engine batch 1
+// +2.6% (20b), +3.1% (120b).
 // Launcher: CUDABackend+Ops.swift.
 #include "common.cuh"
 
