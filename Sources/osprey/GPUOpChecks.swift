@@ -66,7 +66,8 @@ struct OpChecks {
             out.append(try compare("addRMSNorm normed", "T\(T) H\(H) \(dt)", gpu: fused.normed, cpu: cpu.rmsNorm(sum, weight: w, eps: 1e-5)))
         }
         // T >= 16 with bf16 weights runs on cuBLASLt with bf16 activations: bf16 bound.
-        // 1-4 bf16 rows: one token stages x (blocks of 8 warps up to 16,384 rows, of 4 past them: 20,000 rows);
+        // 1-4 bf16 rows: one token on sm_90 copies a matrix that fits the SMs' shared memory there (257 x 96;
+        // resident cases below), else stages x (blocks of 8 warps up to 16,384 rows, of 4 past them: 20,000 rows);
         // 4 tokens over up to 3,072 inputs read x from global memory (4 x 2880, 4 x 1000), 2-3 tokens and 4,096 inputs stage it.
         for (T, O, I, dt, bias) in [(1, 257, 96, DType.bf16, true), (9, 512, 2880, .bf16, true), (19, 200, 160, .f32, false), (3, 64, 64, .f16, true),
                                     (2, 2880, 4096, .bf16, true), (40, 640, 2880, .bf16, true), (300, 96, 64, .bf16, false),
@@ -90,7 +91,6 @@ struct OpChecks {
             out.append(try compare("linear", "T1 O\(O) I\(I) bf16 +bias, resident \(perSM)/SM", gpu: gpu.linear(up(x), weight: up(w), bias: up(b)),
                                    cpu: cpu.linear(x, weight: w, bias: b)))
         }
-        gpu.context.residentLinearBlocksPerSM = residentSetting
         for (T, I, O, perSM) in [(1, 2880, [96, 32, 32], residentSetting), (1, 2880, [4096, 512, 512], 1), (1, 2880, [4096, 512, 512], 0),
                                  (3, 64, [96, 32, 32], residentSetting)] {  // q, k and v in one launch
             gpu.context.residentLinearBlocksPerSM = perSM
